@@ -1,0 +1,1 @@
+"""Settings modules: `base` runs anywhere on embedded defaults, `production` hardens it."""

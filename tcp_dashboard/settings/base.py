@@ -1,0 +1,271 @@
+"""Settings for every environment, read from environment variables.
+
+With nothing set, the project runs on embedded defaults: an SQLite file for the
+database and a broker on the local file system, so it starts with no services.
+`.env.example` documents every variable.
+"""
+
+from pathlib import Path
+
+from tcp_dashboard.env import (
+    database_from_url,
+    env_bool,
+    env_list,
+    env_number,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-set-SECRET_KEY-in-production")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "collectors",
+    "marketdata",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tcp_dashboard.urls"
+WSGI_APPLICATION = "tcp_dashboard.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database. The spec's database configuration (pool_size 10, max_overflow 20,
+# pool_timeout 30 s, pool_recycle 3600 s) maps onto psycopg's connection pool:
+# min_size = pool_size, max_size = pool_size + max_overflow, timeout, max_lifetime.
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tcp_dashboard.sqlite3'}")
+DB_POOL = env_bool("DB_POOL", True)
+DB_POOL_SIZE = env_number("DB_POOL_SIZE", 10, minimum=1, cast=int)
+DB_MAX_OVERFLOW = env_number("DB_MAX_OVERFLOW", 20, cast=int)
+DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 30.0, minimum=0.1)
+DB_POOL_RECYCLE = env_number("DB_POOL_RECYCLE", 3600.0, minimum=1)
+_pool = {
+    "min_size": DB_POOL_SIZE,
+    "max_size": DB_POOL_SIZE + DB_MAX_OVERFLOW,
+    "timeout": DB_POOL_TIMEOUT,
+    "max_lifetime": DB_POOL_RECYCLE,
+}
+DATABASES = {"default": database_from_url(DATABASE_URL, pool=_pool if DB_POOL else None)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+if not DB_POOL:
+    # Without the pool, keep connections open for pool_recycle seconds instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = DB_POOL_RECYCLE
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Serve the admin's static files straight from the apps when they are not collected.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Redis carries the Celery broker, results and the collectors' heartbeats. With no
+# REDIS_URL the broker and results live in files under VAR_DIR (one machine only).
+REDIS_URL = env_str("REDIS_URL", "")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "filesystem://")
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND", REDIS_URL or f"file://{VAR_DIR / 'celery' / 'results'}"
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(VAR_DIR / "celery" / "broker"),
+        "data_folder_out": str(VAR_DIR / "celery" / "broker"),
+        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "control_folder": str(VAR_DIR / "celery" / "control"),
+        "store_processed": False,
+    }
+    for _folder in ("broker", "processed", "results", "control"):
+        (VAR_DIR / "celery" / _folder).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_TIME_LIMIT = env_number("CELERY_TASK_TIME_LIMIT", 600, minimum=1, cast=int)
+CELERY_TASK_SOFT_TIME_LIMIT = env_number("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1, cast=int)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every task's queue, by name: collectors run on their own workers ("collectors" queue).
+CELERY_TASK_ROUTES = {
+    "marketdata.*": {"queue": "default"},
+    # Stop and restart are sent to the direct queue of the worker that runs the stream.
+    "collectors.start": {"queue": "collectors"},
+    "collectors.stop": {"queue": "collectors"},
+    "collectors.restart": {"queue": "collectors"},
+    "collectors.*": {"queue": "default"},
+}
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# Logging, after the spec's logging configuration: level, detailed format, console
+# output, and optional daily files kept for LOG_MAX_FILES days in LOG_DIR.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_DIR = env_str("LOG_DIR", "")
+LOG_MAX_FILES = env_number("LOG_MAX_FILES", 30, minimum=1, cast=int)
+_handlers = {"console": {"class": "logging.StreamHandler", "formatter": "detailed"}}
+if LOG_DIR:
+    Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+    _handlers["file"] = {
+        "class": "logging.handlers.TimedRotatingFileHandler",
+        "filename": str(Path(LOG_DIR) / "tcp_dashboard.log"),
+        "when": "midnight",
+        "utc": True,
+        "backupCount": LOG_MAX_FILES,
+        "formatter": "detailed",
+    }
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "detailed": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(process)d:%(threadName)s] %(message)s"
+        },
+    },
+    "handlers": _handlers,
+    "root": {"handlers": list(_handlers), "level": LOG_LEVEL},
+    "loggers": {
+        "collectors": {"level": env_str("COLLECTORS_LOG_LEVEL", LOG_LEVEL).upper()},
+        "websocket": {"level": env_str("WEBSOCKET_LOG_LEVEL", "WARNING").upper()},
+        "websockets": {"level": env_str("WEBSOCKET_LOG_LEVEL", "WARNING").upper()},
+    },
+}
+
+# The API (/api/v1/). Reads need a signed-in user unless API_PUBLIC_READ; control needs
+# staff. Tokens for API clients (create them in the admin or with `manage.py
+# drf_create_token USER`), sessions for the browsable API. No CORS headers are sent, so
+# browsers on other origins cannot read answers.
+API_PUBLIC_READ = env_bool("API_PUBLIC_READ", False)
+# The longest start-to-end range one request may ask for, in days.
+API_MAX_RANGE_DAYS = env_number("API_MAX_RANGE_DAYS", 366, minimum=1, cast=int)
+# Rows per page by default, and the most a client may ask for with ?limit=.
+API_PAGE_SIZE = env_number("API_PAGE_SIZE", 500, minimum=1, cast=int)
+API_MAX_PAGE_SIZE = env_number("API_MAX_PAGE_SIZE", 5000, minimum=1, cast=int)
+# Requests per user (anonymous: per address, when reads are public): N/second|minute|hour|day.
+API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
+API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "120/minute")
+
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first: an unauthenticated API client gets 401 with WWW-Authenticate.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_RENDERER_CLASSES": [
+        "marketdata.api.renderers.FastJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "marketdata.api.renderers.ContentNegotiation",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "marketdata.api.throttles.UserThrottle",
+        "marketdata.api.throttles.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    "EXCEPTION_HANDLER": "marketdata.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TCP Dashboard API",
+    "DESCRIPTION": (
+        "Market data collected from exchanges: trades, candles (stamped at the END of their "
+        "interval), order books, tickers, collectors and health. Prices and sizes are decimal "
+        "strings; times are ISO 8601 in UTC. Authenticate with `Authorization: Token <key>`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page describe the API, they hold no data.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # The docs page's scripts are served from here: these machines may have no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Caches hold the API's throttle counts: shared through Redis when there is one.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# Candles (docs/aggregation-strategy.md). An interval is final GRACE seconds after its end;
+# the rollup rebuilds closed candles of the last LOOKBACK seconds from raw_trades.
+CANDLE_GRACE = env_number("CANDLE_GRACE", 2.0)
+CANDLE_ROLLUP_LOOKBACK = env_number("CANDLE_ROLLUP_LOOKBACK", 900.0, minimum=1)
+CANDLE_ROLLUP_TIMEFRAMES = env_list("CANDLE_ROLLUP_TIMEFRAMES", "1m,5m,15m,1h,4h,1d")
+# Timeframes built live from each collector's trades.
+CANDLE_LIVE_TIMEFRAMES = env_list("CANDLE_LIVE_TIMEFRAMES", "1s,1m,5m,15m,1h,4h,1d")
+
+# Collectors.
+COLLECTOR_MAX_SILENCE_DURATION = env_number("COLLECTOR_MAX_SILENCE_DURATION", 60.0, minimum=1)
+COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")))
+# Seconds a collector's Redis lease lives without renewal; heartbeats (and renewals) every
+# COLLECTOR_HEARTBEAT_INTERVAL seconds (at most half the lease).
+COLLECTOR_LEASE_TTL = env_number("COLLECTOR_LEASE_TTL", 15.0, minimum=0.5)
+COLLECTOR_HEARTBEAT_INTERVAL = env_number("COLLECTOR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
+# Seconds the storage sink lets the oldest unwritten row wait before writing its batch.
+COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=0.001)
