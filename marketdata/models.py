@@ -1,0 +1,106 @@
+"""Stored market data (`market_data`, `raw_trades`) and the candles derived from it."""
+
+from django.db import models
+from django.db.models.functions import Now
+
+PRICE = {"max_digits": 20, "decimal_places": 8}
+
+
+class TransactionNow(Now):
+    """`now()` on PostgreSQL, as the spec's schema says (Django's Now is statement_timestamp())."""
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return "now()", []
+
+
+class MarketData(models.Model):
+    """Every data point that is not a trade: tickers, order books, exchange candles, balances."""
+
+    id = models.BigAutoField(primary_key=True)
+    exchange = models.CharField(max_length=50)
+    symbol = models.CharField(max_length=50)
+    data_type = models.CharField(max_length=20)
+    timestamp = models.DateTimeField()
+    data = models.JSONField()
+    created_at = models.DateTimeField(null=True, db_default=TransactionNow())
+
+    class Meta:
+        db_table = "market_data"
+        verbose_name_plural = "market data"
+        indexes = [
+            models.Index(
+                fields=["exchange", "symbol", "timestamp"], name="market_data_exch_sym_ts_idx"
+            ),
+            models.Index(fields=["data_type", "timestamp"], name="market_data_type_ts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} {self.data_type} {self.timestamp.isoformat()}"
+
+
+class RawTrade(models.Model):
+    """Every trade once: unique per exchange, symbol and trade id."""
+
+    id = models.BigAutoField(primary_key=True)
+    exchange = models.CharField(max_length=50)
+    symbol = models.CharField(max_length=50)
+    # Nullable as the spec says: a trade without an id is never deduplicated.
+    trade_id = models.CharField(max_length=100, null=True)  # noqa: DJ001
+    price = models.DecimalField(**PRICE)
+    size = models.DecimalField(**PRICE)
+    side = models.CharField(max_length=10)
+    timestamp = models.DateTimeField()
+    raw_data = models.JSONField(null=True)
+    created_at = models.DateTimeField(null=True, db_default=TransactionNow())
+
+    class Meta:
+        db_table = "raw_trades"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange", "symbol", "trade_id"], name="raw_trades_exch_sym_trade_uniq"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["exchange", "symbol", "timestamp"], name="raw_trades_exch_sym_ts_idx"
+            ),
+            models.Index(fields=["timestamp"], name="raw_trades_ts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.exchange} {self.symbol} #{self.trade_id} {self.side} {self.size}@{self.price}"
+        )
+
+
+class Candle(models.Model):
+    """An OHLCV candle stamped at the END of its interval: it covers T - W <= ts < T."""
+
+    id = models.BigAutoField(primary_key=True)
+    exchange = models.CharField(max_length=50)
+    symbol = models.CharField(max_length=50)
+    timeframe = models.CharField(max_length=8)
+    timestamp = models.DateTimeField(help_text="End of the interval (exclusive).")
+    open = models.DecimalField(**PRICE)
+    high = models.DecimalField(**PRICE)
+    low = models.DecimalField(**PRICE)
+    close = models.DecimalField(**PRICE)
+    volume = models.DecimalField(max_digits=30, decimal_places=8)
+    quote_volume = models.DecimalField(max_digits=38, decimal_places=16)
+    vwap = models.DecimalField(**PRICE)
+    trade_count = models.PositiveIntegerField()
+    is_final = models.BooleanField(default=False)
+    created_at = models.DateTimeField(db_default=TransactionNow())
+    updated_at = models.DateTimeField(db_default=TransactionNow())
+
+    class Meta:
+        db_table = "candles"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange", "symbol", "timeframe", "timestamp"],
+                name="candles_exch_sym_tf_ts_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange} {self.symbol} {self.timeframe} {self.timestamp.isoformat()}"

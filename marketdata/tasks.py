@@ -1,0 +1,38 @@
+"""Celery tasks of the market-data app: thin wrappers around its services."""
+
+import socket
+from datetime import timedelta
+
+from celery import shared_task
+from django.db import connection
+
+from marketdata.rollups import parse_utc, rollup_recent_candles
+
+
+@shared_task(name="marketdata.ping", time_limit=30, soft_time_limit=20)
+def ping() -> dict:
+    """Round trip through a worker: answers with its host and whether the database answers."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        database_ok = cursor.fetchone() == (1,)
+    return {"pong": True, "host": socket.gethostname(), "database": database_ok}
+
+
+@shared_task(name="marketdata.rollup_candles", time_limit=600, soft_time_limit=540)
+def rollup_candles(
+    now: str | None = None,
+    lookback_seconds: float | None = None,
+    exchange: str | None = None,
+    symbol: str | None = None,
+) -> dict:
+    """Rebuild the recently closed candles from `raw_trades`, folding in late trades.
+
+    `now` (ISO 8601) pins the window, so a retried run does the same work; idempotent.
+    """
+    written = rollup_recent_candles(
+        now=parse_utc(now) if now else None,
+        lookback=None if lookback_seconds is None else timedelta(seconds=lookback_seconds),
+        exchange=exchange,
+        symbol=symbol,
+    )
+    return {"now": now, "written": written}
