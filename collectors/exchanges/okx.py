@@ -1,0 +1,733 @@
+"""OKX v5 wire format: endpoints, subscribe frames, push parsing, order-book sync and checksums.
+
+The `books` channel keeps a local book per connection: a snapshot, then updates chained by
+seqId/prevSeqId and checked against OKX's CRC32 checksum when the push carries one. A break
+in the chain, a sequence reset or a checksum mismatch drops the book and resubscribes, which
+opens with a fresh snapshot. Where the stream opens with an update instead, the snapshot
+comes from REST (GET /api/v5/market/books) and is aligned with the buffered updates:
+
+- REST answer with seqId S: updates with seqId <= S are in the snapshot and are dropped; the
+  first one applied must have prevSeqId <= S < seqId, else the snapshot is fetched again.
+- REST answer without seqId (OKX documents none for this endpoint), aligned by time instead:
+  every buffered update is re-applied over the snapshot in chain order. That is safe because
+  an OKX update carries each changed level's new total size, so replaying an update the
+  snapshot already holds changes nothing once the later updates follow. Points are emitted
+  and checksums checked only from the first update stamped after the snapshot's ts.
+
+The `trades` channel does not replay what was missed while a connection was down, so each
+acknowledged trades subscription fetches the most recent trades over REST
+(GET /api/v5/market/trades) and emits them like pushed ones; storage ignores the ones it
+already holds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import partial
+from typing import Any, ClassVar
+
+import orjson
+
+from collectors.exchanges.base import (
+    Endpoint,
+    ExchangeAdapter,
+    ExchangeSession,
+    FrameError,
+    Handled,
+)
+from collectors.orderbook import OrderBook, parse_levels
+from collectors.types import (
+    DataType,
+    ExchangeCollectorConfig,
+    MarketDataPoint,
+    validate_market_data_point,
+)
+
+CANDLE_CHANNELS = frozenset(
+    [
+        f"candle{bar}"
+        for bar in (
+            "1m", "3m", "5m", "15m", "30m", "1H", "2H", "4H", "6H", "12H",
+            "1D", "2D", "3D", "1W", "1M", "3M",
+        )
+    ]
+    + [f"candle{bar}utc" for bar in ("6H", "12H", "1D", "2D", "3D", "1W", "1M", "3M")]
+)  # fmt: skip
+
+DEFAULT_CHANNELS = {
+    "trades": "trades",
+    "orderbook": "books5",
+    "ticker": "tickers",
+    "candle": "candle1m",
+}
+# OKX serves candles only on /ws/v5/business since 2023
+BUSINESS_ROLES = frozenset({"candle"})
+DEFAULT_REST_URL = "https://www.okx.com"
+REST_DEPTH = 400  # the depth of the `books` channel
+REST_TIMEOUT = 5.0  # seconds; the fetch blocks this connection's receive loop
+REST_ATTEMPTS = 3  # fetches in a row when a snapshot is older than the buffered updates
+REST_RETRY_SECONDS = 2.0  # pause after a failed fetch, so a broken REST does not get hammered
+# Recent trades fetched over REST on each trades subscription, to fill what a reconnect
+# missed; custom_params "trade_backfill" overrides it, 0 turns it off, OKX serves at most 500.
+TRADE_BACKFILL = 100
+TRADE_BACKFILL_TIMEOUT = 2.0  # seconds; the fetch holds up the receive loop it runs in
+UPDATE_BUFFER = 1000  # buffered `books` updates while a snapshot is awaited
+BOOK_DEPTH = 25  # levels per side in an emitted `books` point
+SNIPPET = 80  # characters of a bad frame quoted in an error
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TICKER_FIELDS = {
+    "last": "last",
+    "last_size": "lastSz",
+    "bid": "bidPx",
+    "bid_size": "bidSz",
+    "ask": "askPx",
+    "ask_size": "askSz",
+    "open_24h": "open24h",
+    "high_24h": "high24h",
+    "low_24h": "low24h",
+    "volume_24h": "vol24h",
+    "volume_ccy_24h": "volCcy24h",
+}
+
+
+class OkxAdapter(ExchangeAdapter):
+    name: ClassVar[str] = "okx"
+    channel_names: ClassVar[dict[str, frozenset[str]]] = {
+        "trades": frozenset({"trades"}),
+        "orderbook": frozenset({"books5", "books"}),
+        "ticker": frozenset({"tickers"}),
+        "candle": CANDLE_CHANNELS,
+    }
+    channel_roles: ClassVar[dict[str, DataType]] = {
+        "trades": DataType.TRADE,
+        "orderbook": DataType.ORDERBOOK,
+        "ticker": DataType.TICKER,
+        "candle": DataType.CANDLE,
+    }
+    # spot BTC-USDT, swap BTC-USDT-SWAP, futures BTC-USD-220527, options BTC-USD-220527-30000-C
+    symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(
+        r"\A(?=.{3,50}\Z)[A-Z0-9]+(?:-[A-Z0-9]+)+\Z"
+    )
+    default_public_ws_url: ClassVar[str] = "wss://ws.okx.com:8443/ws/v5/public"
+
+    def endpoints(self) -> list[Endpoint]:
+        """The public endpoint (trades, books, tickers) and the business one (candles)."""
+        params = self.config.custom_params or {}
+        channels = {**DEFAULT_CHANNELS, **(params.get("channels") or {})}
+        public_url = params.get("public_ws_url") or self.default_public_ws_url
+        subscriptions: dict[str, list[dict]] = {"public": [], "business": []}
+        roles = {data_type: role for role, data_type in self.channel_roles.items()}
+        for data_type in dict.fromkeys(self.config.data_types):
+            role = roles.get(data_type)
+            if role is None:  # BALANCE needs a logged-in private connection
+                continue
+            channel = channels[role]
+            if channel not in self.channel_names[role]:
+                raise ValueError(f"unknown okx channel {channel!r} for {role}")
+            key = "business" if role in BUSINESS_ROLES else "public"
+            subscriptions[key].append({"channel": channel, "instId": self.config.symbol})
+        urls = {
+            "public": public_url,
+            "business": params.get("business_ws_url") or business_url(public_url),
+        }
+        return [
+            Endpoint(key, urls[key], tuple(args)) for key, args in subscriptions.items() if args
+        ]
+
+    def session(self, endpoint: Endpoint) -> OkxSession:
+        params = self.config.custom_params or {}
+        backfill = params.get("trade_backfill")
+        return OkxSession(
+            self.config,
+            endpoint,
+            params.get("rest_url") or DEFAULT_REST_URL,
+            trade_backfill=TRADE_BACKFILL if backfill is None else backfill,
+        )
+
+
+def business_url(public_url: str) -> str:
+    """wss://host/ws/v5/public -> wss://host/ws/v5/business (query kept)."""
+    parts = urllib.parse.urlsplit(public_url)
+    if not parts.path.endswith("/public"):
+        raise ValueError(f"cannot derive the business URL from {public_url!r}; set business_ws_url")
+    return parts._replace(path=parts.path[: -len("/public")] + "/business").geturl()
+
+
+def subscription_frame(op: str, args: list[dict] | tuple[dict, ...]) -> str:
+    return orjson.dumps({"op": op, "args": list(args)}).decode()
+
+
+class OkxSession(ExchangeSession):
+    """One OKX connection's parser: which channels it subscribed and the state of its book."""
+
+    def __init__(
+        self,
+        config: ExchangeCollectorConfig,
+        endpoint: Endpoint,
+        rest_url: str,
+        *,
+        trade_backfill: int = TRADE_BACKFILL,
+    ):
+        self.exchange = OkxAdapter.name
+        self.symbol = config.symbol
+        self.endpoint = endpoint
+        self.rest_url = rest_url
+        self.trade_backfill = trade_backfill
+        self.books: BooksSync | None = None
+        self._handlers: dict[str, Any] = {}
+        for arg in endpoint.subscriptions:
+            self._handlers[arg["channel"]] = self._handler_for(arg["channel"], rest_url)
+
+    def _handler_for(self, channel: str, rest_url: str) -> Any:
+        if channel == "trades":
+            return self._trades
+        if channel == "books5":
+            return self._books5
+        if channel == "books":
+            self.books = BooksSync(self.exchange, self.symbol, rest_url)
+            return self._books
+        if channel == "tickers":
+            return self._tickers
+        if channel in CANDLE_CHANNELS:
+            return partial(self._candles, channel)
+        raise ValueError(f"unknown okx channel {channel!r}")
+
+    def subscribe_frames(self) -> list[str]:
+        return [subscription_frame("subscribe", self.endpoint.subscriptions)]
+
+    def unsubscribe_frames(self) -> list[str]:
+        return [subscription_frame("unsubscribe", self.endpoint.subscriptions)]
+
+    def handle(self, frame: str | bytes) -> Handled:
+        if frame == "pong" or frame == b"pong":
+            return Handled(is_pong=True)
+        try:
+            message = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            raise FrameError(f"not JSON: {snippet(frame)}") from None
+        if type(message) is not dict:
+            raise FrameError(f"not a JSON object: {snippet(frame)}")
+        data = message.get("data")
+        if data is None:
+            event = message.get("event")
+            if type(event) is not str:
+                raise FrameError(f"neither an event nor a push: {snippet(frame)}")
+            return self._event(event, message)
+        arg = message.get("arg")
+        if type(arg) is not dict or type(data) is not list:
+            raise FrameError(f"push without arg object or data list: {snippet(frame)}")
+        handler = self._handlers.get(arg.get("channel"))
+        if handler is None:
+            raise FrameError(f"push for a channel not subscribed here: {snippet(arg)}")
+        if arg.get("instId") != self.symbol:
+            raise FrameError(f"push for an instId not subscribed here: {snippet(arg)}")
+        return handler(message, data)
+
+    def _event(self, event: str, message: dict) -> Handled:
+        if event == "subscribe":
+            arg = message.get("arg")
+            channel = arg.get("channel") if type(arg) is dict else None
+            if self.books is not None and channel == "books":
+                self.books.on_subscribed()
+            handled = Handled(subscribed=True)
+            if channel == "trades" and "trades" in self._handlers:
+                self._backfill_trades(handled)
+            return handled
+        if event in ("error", "channel-conn-count-error"):
+            code, text = message.get("code"), str(message.get("msg", ""))[:200]
+            return Handled(errors=[f"okx {event} {code}: {text}"])
+        if event == "notice" and message.get("code") == "64008":
+            return Handled(upgrade_notice=True)
+        if event == "unsubscribe":
+            return Handled(unsubscribed=True)
+        # channel-conn-count and other notices: informational
+        return Handled()
+
+    def _point(self, data_type: DataType, timestamp: datetime, data: dict) -> MarketDataPoint:
+        point = MarketDataPoint(self.exchange, self.symbol, timestamp, data_type, data)
+        validate_market_data_point(point)
+        return point
+
+    def _trades(self, message: dict, items: list) -> Handled:
+        """{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",
+        "tradeId":"12345678","px":"50000.5","sz":"0.001","side":"buy","ts":"1697123456789"}]}
+        """
+        handled = Handled()
+        self._add_trades(items, handled)
+        return handled
+
+    def _backfill_trades(self, handled: Handled) -> None:
+        """The most recent trades, covering what was missed before this subscription, oldest
+        first; REST answers newest first, with items shaped like the pushed ones."""
+        if not self.trade_backfill:
+            return
+        query = {"instId": self.symbol, "limit": self.trade_backfill}
+        try:
+            items = fetch_okx_rest(
+                self.rest_url, "/api/v5/market/trades", query, TRADE_BACKFILL_TIMEOUT
+            )
+        except (OSError, ValueError) as error:
+            handled.errors.append(f"trade backfill failed: {reason(error)}")
+            return
+        self._add_trades(reversed(items), handled)
+
+    def _add_trades(self, items: Iterable, handled: Handled) -> None:
+        """Pushed or fetched trade items -> trade points; a bad item is reported and skipped."""
+        points = handled.points
+        exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
+        for item in items:
+            try:
+                px, sz = item["px"], item["sz"]
+                if type(px) is not str or type(sz) is not str:
+                    raise TypeError("px and sz must be strings")
+                point = MarketDataPoint(
+                    exchange,
+                    symbol,
+                    EPOCH + timedelta(milliseconds=int(item["ts"])),
+                    trade,
+                    {
+                        "trade_id": item["tradeId"],
+                        "price": Decimal(px),
+                        "size": Decimal(sz),
+                        "side": item["side"],
+                        "raw": item,
+                    },
+                )
+                validate_market_data_point(point)
+            except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+                handled.errors.append(item_error("trades", error))
+                continue
+            points.append(point)
+
+    def _books5(self, message: dict, items: list) -> Handled:
+        """{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415",
+        "0","13"]],"bids":[["8476.97","256","0","12"]],"instId":"BTC-USDT",
+        "ts":"1597026383085","seqId":123456}]}
+        """
+        handled = Handled()
+        for item in items:
+            try:
+                data = {
+                    "channel": "books5",
+                    "action": "snapshot",
+                    "bids": [[px, sz] for _, _, px, sz in parse_levels(item["bids"])],
+                    "asks": [[px, sz] for _, _, px, sz in parse_levels(item["asks"])],
+                    "seq_id": optional_int(item.get("seqId")),
+                    "checksum": optional_checksum(item),
+                    "raw": item,
+                }
+                handled.points.append(self._point(DataType.ORDERBOOK, ms_time(item["ts"]), data))
+            except (KeyError, TypeError, ValueError) as error:
+                handled.errors.append(item_error("books5", error))
+        return handled
+
+    def _books(self, message: dict, items: list) -> Handled:
+        assert self.books is not None  # set up with the handler
+        return self.books.handle(message.get("action"), items)
+
+    def _tickers(self, message: dict, items: list) -> Handled:
+        """{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT",
+        "instId":"BTC-USDT","last":"9999.99","lastSz":"0.1","askPx":"9999.99","askSz":"11",
+        "bidPx":"8888.88","bidSz":"5","open24h":"9000","high24h":"10000","low24h":"8888.88",
+        "volCcy24h":"2222","vol24h":"2222","sodUtc0":"0.1","sodUtc8":"0.1",
+        "ts":"1597026383085"}]}
+        """
+        handled = Handled()
+        for item in items:
+            try:
+                data: dict[str, Any] = {
+                    name: optional_decimal(item.get(key), key)
+                    for name, key in TICKER_FIELDS.items()
+                }
+                if data["last"] is None:
+                    raise ValueError("no last price")
+                data["raw"] = item
+                handled.points.append(self._point(DataType.TICKER, ms_time(item["ts"]), data))
+            except (KeyError, TypeError, ValueError) as error:
+                handled.errors.append(item_error("tickers", error))
+        return handled
+
+    def _candles(self, channel: str, message: dict, items: list) -> Handled:
+        """{"arg":{"channel":"candle1m","instId":"BTC-USDT"},"data":[["1597026383085",
+        "8533.02","8553.74","8527.17","8548.26","45247","529.5858061","5.3","0"]]}
+
+        ts is the interval's start; confirm "1" marks the final update of the candle.
+        """
+        bar = channel[len("candle") :]
+        utc_aligned = bar.endswith("utc")
+        interval = bar.removesuffix("utc")
+        handled = Handled()
+        for item in items:
+            try:
+                if type(item) is not list or len(item) < 9:
+                    raise ValueError("not an array of 9")
+                ts, open_, high, low, close, volume, volume_ccy, volume_quote, confirm = item[:9]
+                data = {
+                    "interval": interval,
+                    "utc_aligned": utc_aligned,
+                    "open": price(open_, "open"),
+                    "high": price(high, "high"),
+                    "low": price(low, "low"),
+                    "close": price(close, "close"),
+                    "volume": amount(volume, "vol"),
+                    "volume_ccy": amount(volume_ccy, "volCcy"),
+                    "volume_quote": amount(volume_quote, "volCcyQuote"),
+                    "confirmed": confirm == "1",
+                    "raw": item,
+                }
+                handled.points.append(self._point(DataType.CANDLE, ms_time(ts), data))
+            except (KeyError, TypeError, ValueError) as error:
+                handled.errors.append(item_error(channel, error))
+        return handled
+
+
+@dataclass(slots=True, frozen=True)
+class BookHeader:
+    """The sequencing fields of one `books` push item."""
+
+    seq_id: int
+    prev_seq_id: int
+    ts: int
+    checksum: int | None
+
+    @classmethod
+    def of(cls, item: dict) -> BookHeader:
+        return cls(
+            seq_id=strict_int(item["seqId"], "seqId"),
+            prev_seq_id=strict_int(item["prevSeqId"], "prevSeqId"),
+            ts=strict_int(item["ts"], "ts"),
+            checksum=optional_checksum(item),
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class RestAnchor:
+    """A REST snapshot the live updates have not caught up with yet."""
+
+    seq_id: int | None  # None: the answer had no seqId; align by chain and ts
+    ts: int
+
+
+class BooksSync:
+    """The `books` channel's local book on one connection.
+
+    States: awaiting a resubscription's acknowledgement (stale updates dropped); no book
+    (updates buffered, snapshot fetched over REST); anchored to a REST snapshot (aligning);
+    in sync (updates chained and checked).
+    """
+
+    def __init__(self, exchange: str, symbol: str, rest_url: str) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.rest_url = rest_url
+        self.book: OrderBook | None = None
+        self.last_seq: int | None = None
+        self.anchor: RestAnchor | None = None
+        self.buffer: deque[tuple[BookHeader, dict]] = deque(maxlen=UPDATE_BUFFER)
+        self.awaiting_ack = False  # a first subscription has no stale updates in flight
+        self.next_fetch_at = 0.0
+        arg = {"channel": "books", "instId": symbol}
+        self.resync_frames = [
+            subscription_frame("unsubscribe", [arg]),
+            subscription_frame("subscribe", [arg]),
+        ]
+
+    def on_subscribed(self) -> None:
+        self.awaiting_ack = False
+
+    def handle(self, action: Any, items: list) -> Handled:
+        if action not in ("snapshot", "update"):
+            raise FrameError(f"books push with unknown action {snippet(action)}")
+        handled = Handled()
+        for item in items:
+            if type(item) is not dict:
+                raise FrameError(f"books item is not an object: {snippet(item)}")
+            if action == "snapshot":
+                self._snapshot(item, handled)
+            elif not self.awaiting_ack:
+                self._update(item, handled)
+            if handled.send:  # resynced: the rest of this frame belongs to the dropped book
+                break
+        return handled
+
+    def _snapshot(self, item: dict, handled: Handled) -> None:
+        book = OrderBook()
+        try:
+            header = BookHeader.of(item)
+            book.apply_snapshot(item.get("bids", []), item.get("asks", []))
+        except (KeyError, TypeError, ValueError) as error:
+            self._resync(handled, f"books bad snapshot: {reason(error)}")
+            return
+        self._forget()
+        self.awaiting_ack = False
+        self.book, self.last_seq = book, header.seq_id
+        self._emit(handled, "snapshot", header, changed=True)
+
+    def _update(self, item: dict, handled: Handled) -> None:
+        try:
+            header = BookHeader.of(item)
+        except (KeyError, TypeError, ValueError) as error:
+            self._resync(handled, f"books bad update: {reason(error)}")
+            return
+        if self.anchor is not None:
+            if self._align(header, item, handled):
+                return
+            self._forget()  # the snapshot is too old for this update: fetch a newer one
+        if self.book is None:
+            if self.buffer and header.prev_seq_id != self.buffer[-1][0].seq_id:
+                self.buffer.clear()  # only an unbroken run of updates can be replayed
+            self.buffer.append((header, item))
+            if time.monotonic() >= self.next_fetch_at:
+                self._sync_from_rest(handled)
+        else:
+            self._apply(header, item, handled)
+
+    def _apply(self, header: BookHeader, item: dict, handled: Handled) -> None:
+        if header.seq_id < header.prev_seq_id:
+            self._resync(
+                handled,
+                f"books sequence reset: seqId {header.seq_id} < prevSeqId {header.prev_seq_id}",
+            )
+            return
+        if header.prev_seq_id != self.last_seq:
+            self._resync(
+                handled,
+                f"books sequence break: prevSeqId {header.prev_seq_id}, expected {self.last_seq}",
+            )
+            return
+        if self._apply_levels(item, handled):
+            self.last_seq = header.seq_id
+            self._emit(
+                handled, "update", header, changed=bool(item.get("bids") or item.get("asks"))
+            )
+
+    def _align(self, header: BookHeader, item: dict, handled: Handled) -> bool:
+        """Fold one update into a REST snapshot; False when the snapshot is too old for it."""
+        anchor = self.anchor
+        assert anchor is not None
+        if header.seq_id < header.prev_seq_id:
+            return False
+        if anchor.seq_id is not None:
+            if header.seq_id <= anchor.seq_id:
+                return True  # already in the snapshot
+            if header.prev_seq_id > anchor.seq_id:
+                return False
+        elif self.last_seq is not None and header.prev_seq_id != self.last_seq:
+            return False
+        if not self._apply_levels(item, handled):
+            return True  # resynced
+        self.last_seq = header.seq_id
+        if anchor.seq_id is not None or header.ts > anchor.ts:
+            self.anchor = None
+            self._emit(handled, "update", header, changed=True)
+        return True
+
+    def _sync_from_rest(self, handled: Handled) -> None:
+        for _ in range(REST_ATTEMPTS):
+            book = OrderBook()
+            try:
+                snapshot = fetch_okx_book_snapshot(self.rest_url, self.symbol, REST_DEPTH)
+                book.apply_snapshot(snapshot.get("bids", []), snapshot.get("asks", []))
+                anchor = RestAnchor(
+                    optional_int(snapshot.get("seqId")), strict_int(snapshot.get("ts"), "ts")
+                )
+            except (OSError, KeyError, TypeError, ValueError) as error:
+                handled.errors.append(f"books REST snapshot failed: {reason(error)}")
+                break
+            self.book, self.anchor, self.last_seq = book, anchor, None
+            if self._replay_buffer(handled):
+                self.buffer.clear()
+                return
+        else:
+            handled.errors.append(
+                f"books REST snapshot older than the buffered updates {REST_ATTEMPTS} times"
+            )
+        self.book, self.anchor, self.last_seq = None, None, None
+        self.next_fetch_at = time.monotonic() + REST_RETRY_SECONDS
+
+    def _replay_buffer(self, handled: Handled) -> bool:
+        """Fold the buffered updates into the fresh snapshot; False on a gap."""
+        for header, item in list(self.buffer):  # a resync clears the buffer
+            if self.book is None:  # resynced on a bad level
+                return True
+            if self.anchor is None:
+                self._apply(header, item, handled)
+            elif not self._align(header, item, handled):
+                return False
+        return True
+
+    def _apply_levels(self, item: dict, handled: Handled) -> bool:
+        assert self.book is not None
+        try:
+            self.book.apply_update(item.get("bids", []), item.get("asks", []))
+        except ValueError as error:
+            self._resync(handled, f"books bad update: {reason(error)}")
+            return False
+        return True
+
+    def _emit(self, handled: Handled, action: str, header: BookHeader, changed: bool) -> None:
+        book = self.book
+        assert book is not None
+        if header.checksum is not None and header.checksum != book.checksum():
+            self._resync(
+                handled,
+                f"books checksum mismatch at seqId {header.seq_id}: "
+                f"got {header.checksum}, book has {book.checksum()}",
+            )
+            return
+        if not changed:  # a keepalive repeating the last seqId
+            return
+        bids, asks = book.top(BOOK_DEPTH)
+        data = {
+            "channel": "books",
+            "action": action,
+            "bids": bids,
+            "asks": asks,
+            "seq_id": header.seq_id,
+            "checksum": header.checksum,
+        }
+        point = MarketDataPoint(
+            self.exchange, self.symbol, ms_time(header.ts), DataType.ORDERBOOK, data
+        )
+        validate_market_data_point(point)
+        handled.points.append(point)
+
+    def _resync(self, handled: Handled, message: str) -> None:
+        handled.errors.append(f"{message}; resubscribing")
+        handled.send.extend(self.resync_frames)
+        self._forget()
+        self.awaiting_ack = True
+
+    def _forget(self) -> None:
+        self.book, self.anchor, self.last_seq = None, None, None
+        self.buffer.clear()
+
+
+def fetch_okx_book_snapshot(
+    rest_url: str, inst_id: str, depth: int, timeout: float = REST_TIMEOUT
+) -> dict:
+    """GET {rest_url}/api/v5/market/books: the book item {"asks","bids","ts"[,"seqId"]}.
+
+    Raises OSError when the request fails and ValueError when the answer is not a book.
+    """
+    data = fetch_okx_rest(
+        rest_url, "/api/v5/market/books", {"instId": inst_id, "sz": depth}, timeout
+    )
+    if not data or type(data[0]) is not dict:
+        raise ValueError("okx REST answer holds no book")
+    return data[0]
+
+
+def fetch_okx_rest(
+    rest_url: str, path: str, query: dict[str, Any], timeout: float = REST_TIMEOUT
+) -> list:
+    """GET {rest_url}{path}?{query} from OKX's public REST API: the answer's data list.
+
+    Raises OSError when the request fails and ValueError when OKX answers with an error code
+    or without a data list.
+    """
+    if urllib.parse.urlsplit(rest_url).scheme not in ("http", "https"):
+        raise ValueError(f"rest_url must be http(s): {rest_url[:100]!r}")
+    request = urllib.request.Request(
+        f"{rest_url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}",
+        headers={"Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = orjson.loads(response.read())
+    except http.client.HTTPException as error:  # a truncated or garbled HTTP answer
+        raise OSError(f"okx REST answer unreadable: {error!r}") from None
+    if type(body) is not dict or body.get("code") != "0":
+        code, text = (body.get("code"), body.get("msg")) if type(body) is dict else (None, None)
+        raise ValueError(f"okx REST error {code}: {str(text)[:200]}")
+    data = body.get("data")
+    if type(data) is not list:
+        raise ValueError("okx REST answer holds no data list")
+    return data
+
+
+def ms_time(ts: Any) -> datetime:
+    """OKX's millisecond epoch string -> aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=strict_int(ts, "ts"))
+
+
+def strict_int(value: Any, name: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError(f"bad {name} {snippet(value)}")
+
+
+def optional_int(value: Any) -> int | None:
+    return None if value is None or value == "" else strict_int(value, "integer")
+
+
+def optional_checksum(item: dict) -> int | None:
+    """OKX stopped filling in checksums: 0 or absent means there is none."""
+    checksum = item.get("checksum")
+    return None if not checksum else strict_int(checksum, "checksum")
+
+
+def decimal(value: Any, name: str) -> Decimal:
+    if type(value) is not str:
+        raise ValueError(f"bad {name} {snippet(value)}: not a string")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"bad {name} {snippet(value)}") from None
+    if not number.is_finite():
+        raise ValueError(f"bad {name} {snippet(value)}")
+    return number
+
+
+def price(value: Any, name: str) -> Decimal:
+    number = decimal(value, name)
+    if number <= 0:
+        raise ValueError(f"bad {name} {snippet(value)}: not positive")
+    return number
+
+
+def amount(value: Any, name: str) -> Decimal:
+    number = decimal(value, name)
+    if number < 0:
+        raise ValueError(f"bad {name} {snippet(value)}: negative")
+    return number
+
+
+def optional_decimal(value: Any, name: str) -> Decimal | None:
+    return None if value is None or value == "" else amount(value, name)
+
+
+def reason(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"missing {error.args[0]!r}"
+    if isinstance(error, ArithmeticError):
+        return "not a number"
+    return str(error)[:150]
+
+
+def item_error(channel: str, error: Exception) -> str:
+    return f"{channel} item skipped: {reason(error)}"
+
+
+def snippet(value: Any) -> str:
+    """A bounded quote of untrusted input for an error message."""
+    if isinstance(value, bytes):
+        value = value[: SNIPPET * 4].decode("utf-8", "replace")
+    elif not isinstance(value, str):
+        value = repr(value)
+    return repr(value[:SNIPPET]) + ("..." if len(value) > SNIPPET else "")

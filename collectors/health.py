@@ -1,0 +1,339 @@
+"""The health check: reconcile the desired state (database) with the actual one (Redis).
+
+Desired: every enabled trading pair of an enabled exchange. Actual: the leases (who runs
+what) and the heartbeats (how it is doing). Each run starts what should run and does
+not, restarts what is unhealthy (in error, or silent past max_silence_duration) when
+auto_restart is on or runs with a configuration that changed since, stops what should
+not run, and records one `collector_status` row per stream. It only sends tasks and
+never waits for them, so it takes milliseconds whatever the collectors do.
+
+Operators' start, stop and restart (the admin's actions, `manage.py collectors`) are
+here too: start and stop also set the pair's `enabled`, so the next reconciliation
+keeps what the operator asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import current_app
+from celery.result import AsyncResult
+from django.db import transaction
+
+from collectors import leases
+from collectors.config import collector_configs_from_db
+from collectors.heartbeat import Heartbeat, config_key, read_heartbeats
+from collectors.models import CollectorStatus, TradingPair
+from collectors.types import ExchangeCollectorConfig
+from collectors.worker import COLLECTORS_QUEUE, control_queue
+
+logger = logging.getLogger(__name__)
+
+MIN_TASK_EXPIRY = 30.0  # seconds an unconsumed control task stays valid, at least
+
+
+@dataclass(slots=True, frozen=True)
+class Action:
+    """One thing a reconciliation does: start, restart or stop a stream."""
+
+    kind: str
+    name: str
+    worker: str = ""  # the worker holding the lease, for restart and stop
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "worker": self.worker, "reason": self.reason}
+
+
+# deciding: pure functions over plain data ---------------------------------------------------
+
+
+def restart_reason(config: ExchangeCollectorConfig, beat: Heartbeat) -> str | None:
+    """Why a running collector should be restarted now, or None when it should not."""
+    if beat.config and beat.config != config_key(config):
+        return "configuration changed"
+    if not config.auto_restart:
+        return None
+    status = beat.status
+    if status.get("status") == "error":
+        return f"in error: {beat.last_error}" if beat.last_error else "in error"
+    health = status.get("health", {})
+    statistics = status.get("statistics", {})
+    # Silence counts from the last data or the last (re)start, whichever is later: a
+    # collector restarted a moment ago is not silent yet, whatever it was before.
+    silence = min(
+        float(health.get("time_since_data", 0.0)),
+        float(statistics.get("uptime_seconds", 0.0)),
+    )
+    limit = float(health.get("max_silence_duration", 0.0))
+    if limit and silence > limit:
+        return f"no data for {silence:.0f}s (max_silence_duration {limit:g}s)"
+    if not beat.health.get("is_running", True) and status.get("status") != "starting":
+        return f"not running (status {status.get('status')})"
+    return None
+
+
+def plan(
+    desired: dict[str, ExchangeCollectorConfig],
+    heartbeats: dict[str, Heartbeat],
+    holders: dict[str, str],
+) -> list[Action]:
+    """The actions that bring the actual state (holders: stream -> worker) to the desired one."""
+    actions = []
+    for name, config in sorted(desired.items()):
+        worker = holders.get(name)
+        if worker is None:
+            actions.append(Action("start", name, reason="should run and does not"))
+            continue
+        beat = heartbeats.get(name)
+        if beat is None or beat.worker != worker:
+            continue  # just started, its first heartbeat is on its way
+        reason = restart_reason(config, beat)
+        if reason:
+            actions.append(Action("restart", name, worker, reason))
+    running = set(holders) | set(heartbeats)
+    for name in sorted(running - set(desired)):
+        worker = holders.get(name) or heartbeats[name].worker
+        actions.append(Action("stop", name, worker, "should not run"))
+    return actions
+
+
+@dataclass(slots=True)
+class CollectorState:
+    """One stream's current state: what the admin shows and `collector_status` records."""
+
+    name: str
+    exchange: str
+    symbol: str
+    status: str
+    should_be_running: bool
+    is_healthy: bool
+    worker: str = ""
+    restarts: int = 0
+    last_error: str = ""
+    issues: list[str] = field(default_factory=list)
+    statistics: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, Any] = field(default_factory=dict)
+    collector_status: dict[str, Any] = field(default_factory=dict)  # the spec's status dict
+
+    def as_model(self) -> CollectorStatus:
+        return CollectorStatus(
+            name=self.name,
+            exchange=self.exchange,
+            symbol=self.symbol,
+            status=self.status,
+            should_be_running=self.should_be_running,
+            is_healthy=self.is_healthy,
+            worker=self.worker,
+            restarts=self.restarts,
+            last_error=self.last_error,
+            issues=self.issues,
+            statistics=self.statistics,
+            health=self.health,
+        )
+
+
+def state_of(
+    name: str,
+    config: ExchangeCollectorConfig | None,
+    beat: Heartbeat | None,
+    worker: str | None,
+) -> CollectorState:
+    exchange, _, symbol = name.partition(":")
+    should_run = config is not None
+    if beat is None:
+        status = "starting" if worker else "stopped"
+        issues = ["not running"] if should_run and not worker else []
+        if worker and not should_run:
+            issues = ["running but should be stopped"]
+        return CollectorState(
+            name, exchange, symbol, status, should_run, not issues, worker or "", issues=issues
+        )
+    issues = list(beat.health.get("issues", []))
+    if not should_run and "running but should be stopped" not in issues:
+        issues.append("running but should be stopped")
+    return CollectorState(
+        name=name,
+        exchange=exchange,
+        symbol=symbol,
+        status=str(beat.status.get("status", "")),
+        should_be_running=should_run,
+        is_healthy=not issues,
+        worker=beat.worker,
+        restarts=beat.restarts,
+        last_error=beat.last_error,
+        issues=issues,
+        statistics=dict(beat.status.get("statistics", {})),
+        health=dict(beat.status.get("health", {})),
+        collector_status=beat.status,
+    )
+
+
+def states(
+    desired: dict[str, ExchangeCollectorConfig],
+    heartbeats: dict[str, Heartbeat],
+    holders: dict[str, str],
+    configured: set[str] = frozenset(),
+) -> list[CollectorState]:
+    """Every stream that is configured (enabled or not), wanted or running."""
+    names = sorted(set(configured) | set(desired) | set(heartbeats) | set(holders))
+    return [
+        state_of(name, desired.get(name), heartbeats.get(name), holders.get(name)) for name in names
+    ]
+
+
+# observing and acting ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Observation:
+    desired: dict[str, ExchangeCollectorConfig]
+    heartbeats: dict[str, Heartbeat]
+    holders: dict[str, str]  # stream -> worker holding its lease
+    configured: set[str]  # every trading pair in the database, enabled or not
+
+    def states(self) -> list[CollectorState]:
+        return states(self.desired, self.heartbeats, self.holders, self.configured)
+
+
+def observe(client: redis.Redis | None = None) -> Observation:
+    client = client or leases.redis_client()
+    desired = {config.name: config for config in collector_configs_from_db()}
+    pairs = TradingPair.objects.values_list("exchange__name", "symbol")
+    configured = {f"{exchange}:{symbol}" for exchange, symbol in pairs}
+    holders = {name: leases.worker_of(owner) for name, owner in leases.holders(client).items()}
+    return Observation(desired, read_heartbeats(client), holders, configured)
+
+
+def task_expiry(desired: dict[str, ExchangeCollectorConfig]) -> float:
+    """A control task not taken within two check intervals is stale: the next check resends it."""
+    interval = min((c.health_check_interval for c in desired.values()), default=30.0)
+    return max(MIN_TASK_EXPIRY, 2 * interval)
+
+
+def send_start(name: str, *, expires: float = 300.0) -> AsyncResult:
+    """Ask the collector workers to run a stream: whichever takes the task takes the lease."""
+    return current_app.send_task(
+        "collectors.start", args=[name], queue=COLLECTORS_QUEUE, expires=expires
+    )
+
+
+def send_to_worker(
+    kind: str, name: str, worker: str, reason: str, *, expires: float = 300.0
+) -> AsyncResult:
+    """Send a stop or restart to the worker that runs the stream."""
+    return current_app.send_task(
+        f"collectors.{kind}",
+        args=[name, reason],
+        queue=control_queue(worker),
+        expires=expires,
+    )
+
+
+def send(action: Action, expires: float) -> AsyncResult:
+    if action.kind == "start":
+        return send_start(action.name, expires=expires)
+    return send_to_worker(action.kind, action.name, action.worker, action.reason, expires=expires)
+
+
+def record(collector_states: list[CollectorState]) -> list[CollectorStatus]:
+    """One `collector_status` row per stream."""
+    with transaction.atomic():
+        return CollectorStatus.objects.bulk_create(state.as_model() for state in collector_states)
+
+
+def reconcile(client: redis.Redis | None = None) -> dict[str, Any]:
+    """One health check: act on the difference, record the states; a summary for the result."""
+    seen = observe(client)
+    actions = plan(seen.desired, seen.heartbeats, seen.holders)
+    expires = task_expiry(seen.desired)
+    for action in actions:
+        logger.info("health check: %s %s (%s)", action.kind, action.name, action.reason)
+        send(action, expires)
+    current = seen.states()
+    record(current)
+    return {
+        "desired": len(seen.desired),
+        "running": len(seen.holders),
+        "healthy": sum(1 for state in current if state.is_healthy and state.should_be_running),
+        "actions": [action.as_dict() for action in actions],
+    }
+
+
+def collector_states(client: redis.Redis | None = None) -> list[CollectorState]:
+    """Every configured or running stream as it is now (for the admin and the command)."""
+    return observe(client).states()
+
+
+def hosting_worker(name: str, client: redis.Redis | None = None) -> str | None:
+    """The worker that holds the stream's lease, None when nobody runs it."""
+    owner = leases.holder(client or leases.redis_client(), name)
+    return leases.worker_of(owner) if owner else None
+
+
+# operators' control ---------------------------------------------------------------------
+
+
+class ControlError(ValueError):
+    """An operator's request that cannot be done; the message says why."""
+
+
+@dataclass(slots=True)
+class Request:
+    """What a control request sent: the task's result handle, None when nothing was sent."""
+
+    name: str
+    action: str
+    worker: str
+    result: AsyncResult | None
+    note: str = ""
+
+
+def trading_pair(name: str) -> TradingPair:
+    exchange, _, symbol = name.partition(":")
+    try:
+        return TradingPair.objects.select_related("exchange").get(
+            exchange__name=exchange, symbol=symbol
+        )
+    except TradingPair.DoesNotExist:
+        raise ControlError(
+            f"no trading pair {name!r} (names are exchange:symbol, e.g. okx:BTC-USDT)"
+        ) from None
+
+
+def start_collector(name: str) -> Request:
+    """Enable the pair and ask a collector worker to run it now."""
+    pair = trading_pair(name)
+    if not pair.exchange.enabled:
+        raise ControlError(f"exchange {pair.exchange.name} is disabled; enable it first")
+    note = ""
+    if not pair.enabled:
+        pair.enabled = True
+        pair.save(update_fields=["enabled"])
+        note = "enabled"
+    return Request(name, "start", "", send_start(name), note)
+
+
+def stop_collector(name: str) -> Request:
+    """Disable the pair (if configured) and stop it on the worker that runs it."""
+    pairs = TradingPair.objects.filter(exchange__name=name.partition(":")[0])
+    updated = pairs.filter(symbol=name.partition(":")[2], enabled=True).update(enabled=False)
+    note = "disabled" if updated else ""
+    worker = hosting_worker(name)
+    if worker is None:
+        return Request(name, "stop", "", None, note or "not running")
+    return Request(name, "stop", worker, send_to_worker("stop", name, worker, "operator"), note)
+
+
+def restart_collector(name: str) -> Request:
+    """Restart it where it runs; start it when it should run and does not."""
+    pair = trading_pair(name)
+    worker = hosting_worker(name)
+    if worker is not None:
+        return Request(name, "restart", worker, send_to_worker("restart", name, worker, "operator"))
+    if not (pair.enabled and pair.exchange.enabled):
+        raise ControlError(f"{name} is not running and is disabled; start it instead")
+    return Request(name, "start", "", send_start(name), "was not running")

@@ -1,0 +1,35 @@
+"""`manage.py load_exchange_config FILE [--replace]`: store an exchange configuration file."""
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from collectors.config import ConfigError, apply_exchange_config, load_exchange_configs_file
+
+
+class Command(BaseCommand):
+    help = (
+        "Validate an exchange configuration file (one exchange, or an array as dumped) and "
+        "store it in the database."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Exchange configuration (JSON).")
+        parser.add_argument(
+            "--replace",
+            action="store_true",
+            help="Delete the exchange's trading pairs that the file does not list.",
+        )
+
+    def handle(self, *args, file: str, replace: bool, **options):
+        try:
+            configs = load_exchange_configs_file(file)
+        except OSError as error:
+            raise CommandError(f"{file}: cannot read: {error.strerror or error}") from None
+        except ConfigError as error:
+            lines = "\n".join(f"  {message}" for message in error.errors)
+            raise CommandError(f"{file}: invalid exchange configuration:\n{lines}") from None
+        with transaction.atomic():
+            saved = [apply_exchange_config(config, replace=replace) for config in configs]
+        for result in saved:
+            for change in result.changes:
+                self.stdout.write(change)

@@ -1,0 +1,116 @@
+"""Collector configuration edited in the admin (exchanges, trading pairs) and status history."""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models.functions import Now
+
+POSITIVE = [MinValueValidator(0.001)]
+
+
+class Exchange(models.Model):
+    """One exchange's connection settings and data-collection defaults (the spec's JSON)."""
+
+    name = models.CharField(max_length=50, unique=True, help_text="Adapter name, e.g. okx.")
+    enabled = models.BooleanField(default=True)
+    # connection
+    public_ws_url = models.CharField(max_length=255)
+    business_ws_url = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Candle channels; blank derives it from the public URL.",
+    )
+    rest_url = models.CharField(
+        max_length=255, blank=True, help_text="REST base for order-book snapshots; blank: default."
+    )
+    ping_interval = models.FloatField(default=25.0, validators=POSITIVE)
+    pong_timeout = models.FloatField(default=10.0, validators=POSITIVE)
+    max_reconnect_attempts = models.PositiveIntegerField(default=5)
+    reconnect_delay = models.FloatField(default=5.0, validators=POSITIVE)
+    # data_collection
+    store_raw_data = models.BooleanField(default=True)
+    health_check_interval = models.FloatField(default=30.0, validators=POSITIVE)
+    auto_restart = models.BooleanField(default=True)
+    buffer_size = models.PositiveIntegerField(default=1000, validators=[MinValueValidator(1)])
+    max_silence_duration = models.FloatField(default=60.0, validators=POSITIVE)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        # The same rules as the exchange configuration file.
+        from collectors.config import validate_exchange_fields
+
+        errors = validate_exchange_fields(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+def default_data_types() -> list[str]:
+    return ["trade", "orderbook"]
+
+
+def default_channels() -> dict[str, str]:
+    return {"trades": "trades", "orderbook": "books5", "ticker": "tickers"}
+
+
+class TradingPair(models.Model):
+    """A symbol to collect on an exchange; `enabled` is the desired state."""
+
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="trading_pairs")
+    symbol = models.CharField(max_length=50)
+    enabled = models.BooleanField(default=True)
+    data_types = models.JSONField(default=default_data_types)
+    channels = models.JSONField(default=default_channels)
+
+    class Meta:
+        ordering = ["exchange__name", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "symbol"], name="trading_pair_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange.name}:{self.symbol}"
+
+    def clean(self) -> None:
+        from collectors.config import validate_trading_pair_fields
+
+        if self.exchange_id is None:  # a new pair inline on a new exchange: checked on save
+            return
+        errors = validate_trading_pair_fields(self)
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def collector_name(self) -> str:
+        return f"{self.exchange.name}:{self.symbol}"
+
+
+class CollectorStatus(models.Model):
+    """A recorded status of one collector (the spec's Collector Status), kept as history."""
+
+    name = models.CharField(max_length=120)
+    exchange = models.CharField(max_length=50)
+    symbol = models.CharField(max_length=50)
+    status = models.CharField(max_length=20)
+    should_be_running = models.BooleanField()
+    is_healthy = models.BooleanField()
+    worker = models.CharField(max_length=255, blank=True)
+    restarts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    issues = models.JSONField(default=list)
+    statistics = models.JSONField(default=dict)
+    health = models.JSONField(default=dict)
+    recorded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "collector_status"
+        verbose_name_plural = "collector status"
+        ordering = ["-recorded_at"]
+        indexes = [models.Index(fields=["name", "-recorded_at"], name="collector_status_name_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.status} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"

@@ -1,0 +1,95 @@
+"""Running a set of collectors in the foreground until a deadline or a stop request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from collectors.factory import ExchangeFactory
+from collectors.live_candles import LiveCandles
+from collectors.manager import CollectorManager
+from collectors.storage import StorageSink
+from collectors.types import ExchangeCollectorConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CollectorSummary:
+    name: str
+    status: str
+    messages_received: int
+    data_points: int
+    errors: int
+    reconnects: int
+    restarts: int
+    last_error: str
+
+    def line(self) -> str:
+        text = (
+            f"{self.name}: {self.messages_received} messages, {self.data_points} data points, "
+            f"{self.errors} errors, {self.reconnects} reconnects, {self.restarts} restarts, "
+            f"status {self.status}"
+        )
+        return text + (f", last error: {self.last_error}" if self.last_error else "")
+
+
+def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
+    buffer_sizes = [(c.custom_params or {}).get("buffer_size") or 1000 for c in configs]
+    return StorageSink(name=name, buffer_size=max(buffer_sizes, default=1000))
+
+
+def run_collectors(
+    configs: list[ExchangeCollectorConfig],
+    *,
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    sink: StorageSink | None = None,
+) -> list[CollectorSummary]:
+    """Collect until `duration` seconds pass or `stop` is set; flush and summarise."""
+    stop = stop or threading.Event()
+    collectors = ExchangeFactory.create_multiple_collectors(configs)
+    own_sink = sink is None
+    sink = sink or build_sink(configs)
+    if own_sink:
+        sink.start()
+    manager = CollectorManager(sink=sink, live_candles=LiveCandles())
+    for collector in collectors:
+        manager.add_collector(collector)
+
+    async def main() -> None:
+        connected = await manager.start()
+        if not connected:
+            logger.warning("not every collector connected yet; they keep trying")
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            await asyncio.to_thread(stop.wait, 0.5 if left is None else min(0.5, left))
+        await manager.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        if own_sink:
+            sink.stop()
+    return [summarise(collector) for collector in collectors]
+
+
+def summarise(collector) -> CollectorSummary:
+    counters = collector.counters()
+    status = collector.get_status()
+    return CollectorSummary(
+        name=collector.name,
+        status=status["status"],
+        messages_received=counters["messages_received"],
+        data_points=counters["points"],
+        errors=counters["errors"],
+        reconnects=collector.total_reconnects,
+        restarts=collector.restarts,
+        last_error=collector.last_error,
+    )

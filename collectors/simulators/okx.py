@@ -1,0 +1,1286 @@
+"""An OKX v5 simulator on loopback: public and business WebSockets, the REST order book and a
+control API on one port, fed by the seeded market generator, with injectable faults.
+
+A collector pointed at it cannot tell it from OKX for trades, books5, books, tickers and
+candles: the same subscribe acknowledgements and error events, text ping/pong, the 30-second
+idle close (4004), book snapshots and updates chained by seqId/prevSeqId with CRC32
+checksums, the service-upgrade notice, and the REST book and recent trades. Control:
+POST /_sim/fault, GET /_sim/stats, GET /_sim/trades?instId=X.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import ipaddress
+import logging
+import random
+import re
+import secrets
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from collectors.orderbook import CHECKSUM_DEPTH, okx_checksum
+from collectors.simulators.market import (
+    DEFAULT_INSTRUMENTS,
+    Instrument,
+    MarketGenerator,
+    Trade,
+    decimal_str,
+    wall_clock_ms,
+)
+
+log = logging.getLogger(__name__)
+
+PUBLIC_PATH = "/ws/v5/public"
+BUSINESS_PATH = "/ws/v5/business"
+PRIVATE_PATH = "/ws/v5/private"
+PUBLIC_CHANNELS = frozenset({"trades", "books", "books5", "tickers"})
+BOOK_LEVELS = 400  # OKX's "books" depth, and the most the REST book returns
+REST_BOOKS_PATH = "/api/v5/market/books"
+REST_TRADES_PATH = "/api/v5/market/trades"
+REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
+REST_TRADES_MAX = 500  # and the most it serves
+
+FAULT_KINDS = (
+    "drop",
+    "stall",
+    "malformed",
+    "bad_checksum",
+    "burst",
+    "notice",
+    "pause",
+    "resume",
+    "seq_break",
+)
+MAX_FAULT_COUNT = 100_000  # a bigger burst would hold the event loop for seconds
+IDLE_CLOSE_CODE = 4004
+NOTICE_MSG = "The connection will soon be closed for a service upgrade. Please reconnect."
+
+SECOND = 1000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+UTC8 = 8 * HOUR  # OKX's unsuffixed bars of 6H and longer open at Hong Kong midnight
+MONDAY = 4 * DAY  # 1970-01-05, the first Monday after the epoch
+_FIXED_BARS = {
+    "1s": SECOND,
+    "1m": MINUTE,
+    "3m": 3 * MINUTE,
+    "5m": 5 * MINUTE,
+    "15m": 15 * MINUTE,
+    "30m": 30 * MINUTE,
+    "1H": HOUR,
+    "2H": 2 * HOUR,
+    "4H": 4 * HOUR,
+}
+_ZONED_BARS = {
+    "6H": 6 * HOUR,
+    "12H": 12 * HOUR,
+    "1D": DAY,
+    "2D": 2 * DAY,
+    "3D": 3 * DAY,
+    "5D": 5 * DAY,
+    "1W": 7 * DAY,
+}
+_MONTH_BARS = {"1M": 1, "3M": 3, "6M": 6, "1Y": 12}
+CANDLE_BARS = frozenset(
+    [*_FIXED_BARS, *_ZONED_BARS, *_MONTH_BARS] + [f"{bar}utc" for bar in [*_ZONED_BARS, "1M", "3M"]]
+)
+MINUTE_RETENTION = 32 * DAY  # long enough for monthly candles of a month-long run
+SECOND_RETENTION = 5 * MINUTE
+
+
+def require_loopback(host: str) -> str:
+    """The host, if it is a loopback address; the simulators never listen anywhere else."""
+    if host == "localhost":
+        return host
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    except ValueError:
+        pass
+    raise ValueError(f"Refusing to listen on {host!r}: only loopback addresses are allowed")
+
+
+def candle_bar(channel: str) -> str | None:
+    """ "candle1m" -> "1m"; None for anything that is not an OKX candle channel."""
+    if channel.startswith("candle") and channel[6:] in CANDLE_BARS:
+        return channel[6:]
+    return None
+
+
+def bar_bounds(bar: str, ts: int) -> tuple[int, int]:
+    """Start and end (epoch ms) of the OKX candle of that bar holding `ts`."""
+    zone = 0 if bar.endswith("utc") else UTC8
+    name = bar.removesuffix("utc")
+    if name in _FIXED_BARS:
+        width = _FIXED_BARS[name]
+        start = ts - ts % width
+        return start, start + width
+    if name in _ZONED_BARS:
+        width = _ZONED_BARS[name]
+        origin = (MONDAY if name == "1W" else 0) - zone
+        start = ts - (ts - origin) % width
+        return start, start + width
+    months = _MONTH_BARS[name]
+    local = datetime.fromtimestamp((ts + zone) / 1000, UTC)
+    index = (local.year * 12 + local.month - 1) // months * months
+    return _month_start(index) - zone, _month_start(index + months) - zone
+
+
+def _month_start(index: int) -> int:
+    return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC).timestamp()) * 1000
+
+
+@dataclass(slots=True, frozen=True)
+class Fault:
+    """One injected fault, as the control API and `OkxSimulator.fault` take it."""
+
+    kind: str
+    seconds: float | None = None
+    count: int | None = None
+    inst_id: str | None = None
+
+
+def parse_fault(kind: Any, params: dict[str, Any]) -> Fault:
+    """Validate a fault request; ValueError says what is wrong with it."""
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"Unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+    unknown = set(params) - {"seconds", "count", "inst_id"}
+    if unknown:
+        raise ValueError(f"Unknown fault parameters: {', '.join(sorted(unknown))}")
+    seconds, count, inst_id = params.get("seconds"), params.get("count"), params.get("inst_id")
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
+    ):
+        raise ValueError(f"seconds must be a number >= 0, not {seconds!r}")
+    if count is not None and (
+        isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FAULT_COUNT
+    ):
+        raise ValueError(f"count must be an integer from 1 to {MAX_FAULT_COUNT}, not {count!r}")
+    if inst_id is not None and not isinstance(inst_id, str):
+        raise ValueError(f"inst_id must be a string, not {inst_id!r}")
+    if kind in ("pause", "resume") and inst_id is None:
+        raise ValueError(f"A {kind} fault needs an inst_id")
+    return Fault(kind, None if seconds is None else float(seconds), count, inst_id)
+
+
+def _dumps(payload: Any) -> bytes:
+    return orjson.dumps(payload)
+
+
+def _levels(levels: Iterable[tuple[str, str, int]]) -> list[list[str]]:
+    return [[px, sz, "0", str(orders)] for px, sz, orders in levels]
+
+
+def _wrong_checksum(checksum: int) -> int:
+    flipped = (checksum + 1) & 0xFFFFFFFF
+    return flipped - (1 << 32) if flipped >= 1 << 31 else flipped
+
+
+class _Binary(bytes):
+    """A frame to send as binary rather than text."""
+
+
+_MALFORMED = (
+    b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-',
+    b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":{"px":null,"side":7}}',
+    _Binary(b"\x00\xff\xfe\x80 not a frame \x1f\x8b\x08\x00"),
+    b"[1,2,3]",
+)
+
+
+class _Connection(ServerConnection):
+    """A server connection that also reads a request body (websockets reads none), so that
+    the control API takes JSON in a POST on the same port as the WebSockets."""
+
+    max_head = 16 * 1024
+    max_body = 64 * 1024
+    content_length = re.compile(rb"(?im)^content-length:[ \t]*(\d+)[ \t]*\r\n")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.body = b""
+        self._head: bytearray | None = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None:
+            super().data_received(data)
+            return
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._head) > self.max_head:
+                self._release(bytes(self._head))
+            return
+        head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
+        match = self.content_length.search(head)
+        length = int(match.group(1)) if match else 0
+        if length == 0 or length > self.max_body:
+            self._release(head + rest)  # websockets answers or refuses it as usual
+        elif len(rest) >= length:
+            self.body = rest[:length]
+            self._release(self.content_length.sub(b"", head) + rest[length:])
+
+    def eof_received(self) -> None:
+        if self._head is not None:
+            self._release(bytes(self._head))
+        super().eof_received()
+
+    def _release(self, data: bytes) -> None:
+        self._head = None
+        if data:
+            super().data_received(data)
+
+
+class _Client:
+    """One WebSocket connection: its subscriptions and the frames waiting to be written."""
+
+    def __init__(self, sim: OkxSimulator, conn: _Connection, business: bool) -> None:
+        self.sim = sim
+        self.conn = conn
+        self.business = business
+        self.conn_id = secrets.token_hex(4)
+        self.subs: set[tuple[str, str]] = set()
+        self.out: list[bytes] = []
+        self.scheduled = False
+        self.closing = False
+        self.last_activity = sim.loop.time()
+
+    def is_open(self) -> bool:
+        return self.conn.protocol.state is State.OPEN and not self.conn.transport.is_closing()
+
+    def send(self, frame: bytes) -> None:
+        self.out.append(frame)
+        self._schedule()
+
+    def send_many(self, frames: list[bytes]) -> None:
+        self.out.extend(frames)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.sim.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every waiting frame in one transport write: one write per loop turn, not
+        one per message, is what lets a single process send tens of thousands a second."""
+        self.scheduled = False
+        if not self.out or self.sim.stalled:
+            return
+        frames, self.out = self.out, []
+        if not self.is_open():
+            return
+        conn = self.conn
+        protocol = conn.protocol
+        try:
+            for frame in frames:
+                if type(frame) is _Binary:
+                    protocol.send_binary(frame)
+                else:
+                    protocol.send_text(frame)
+            chunks = protocol.data_to_send()
+            conn.transport.write(b"".join(chunks))
+            if not all(chunks):
+                conn.transport.write_eof()
+        except Exception:
+            log.warning("OKX simulator: writing to %s failed", self.conn_id, exc_info=True)
+            conn.transport.abort()
+            return
+        self.sim.events["frames_sent"] += len(frames)
+        self.last_activity = self.sim.loop.time()
+
+    async def drain(self) -> None:
+        with contextlib.suppress(Exception):  # the connection is gone; its handler cleans up
+            await self.conn.drain()
+
+
+class _Tape:
+    """Per-second and per-minute OHLCV of one instrument's trades. Candles and the ticker's
+    24-hour figures are sums of these, so they agree with the trades that were sent.
+
+    A bar is [open, high, low, close (ticks), lots, sum(ticks * lots), trades, sum(lots / ticks)];
+    the last sum is kept only for inverse contracts, whose base volume needs it.
+    """
+
+    def __init__(self, inverse: bool) -> None:
+        self.inverse = inverse
+        self.seconds: dict[int, list] = {}
+        self.minutes: dict[int, list] = {}
+        self.last: Trade | None = None
+
+    def add(self, trade: Trade) -> None:
+        ts, ticks, lots = trade.ts, trade.ticks, trade.lots
+        share = Decimal(lots) / ticks if self.inverse else 0
+        _fold(self.seconds, ts - ts % SECOND, ticks, lots, share, SECOND_RETENTION)
+        _fold(self.minutes, ts - ts % MINUTE, ticks, lots, share, MINUTE_RETENTION)
+        self.last = trade
+
+    def ohlcv(self, start: int, end: int) -> list | None:
+        """The trades in [start, end) folded into one bar; None if there were none."""
+        if end - start <= SECOND:
+            bar = self.seconds.get(start)
+            return None if bar is None else list(bar)
+        total = None
+        for minute in range(start, end, MINUTE):
+            bar = self.minutes.get(minute)
+            if bar is None:
+                continue
+            if total is None:
+                total = list(bar)
+                continue
+            total[1] = max(total[1], bar[1])
+            total[2] = min(total[2], bar[2])
+            total[3] = bar[3]
+            for i in (4, 5, 6, 7):
+                total[i] += bar[i]
+        return total
+
+
+def _fold(
+    bars: dict[int, list], start: int, ticks: int, lots: int, share: Decimal | int, retention: int
+) -> None:
+    bar = bars.get(start)
+    if bar is None:
+        bars[start] = [ticks, ticks, ticks, ticks, lots, ticks * lots, 1, share]
+        _prune(bars, start - retention)
+        return
+    if ticks > bar[1]:
+        bar[1] = ticks
+    elif ticks < bar[2]:
+        bar[2] = ticks
+    bar[3] = ticks
+    bar[4] += lots
+    bar[5] += ticks * lots
+    bar[6] += 1
+    bar[7] += share
+
+
+def _prune(bars: dict[int, list], before: int) -> None:
+    while bars:
+        oldest = next(iter(bars))
+        if oldest >= before:
+            return
+        del bars[oldest]
+
+
+class _Market:
+    """One instrument: its subscribers, the trades it sent, its book sequence and pushes."""
+
+    def __init__(self, sim: OkxSimulator, instrument: Instrument, seq_start: int) -> None:
+        self.sim = sim
+        self.instrument = instrument
+        self.inst_id = instrument.inst_id
+        self.subs: dict[str, set[_Client]] = defaultdict(set)
+        self.tape = _Tape(instrument.contract_type == "inverse")
+        self.sent: list[tuple[int, str, str, str, int]] = []  # (tradeId, px, sz, side, ts)
+        self.generated: list[tuple[int, str, str, str, int]] = []  # sent or not, as REST has them
+        self.seq = seq_start
+        self.pushed_seq = seq_start  # seqId of the last books push
+        self.pending: dict[tuple[str, int], None] = {}  # levels changed since that push
+        self.last_books_push = 0.0
+        self.books5_sig: Any = None
+        self.ticker_sig: Any = None
+        self.candles: dict[str, list] = {}  # bar -> [start of the bar being pushed, last row]
+        self.paused = False
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        self.tasks: list[asyncio.Task] = []
+        self.linger_end: asyncio.TimerHandle | None = None
+        self.trades_arg = f'{{"channel":"trades","instId":"{self.inst_id}"}}'
+        self.trade_head = (
+            f'{{"arg":{self.trades_arg},"data":[{{"instId":"{self.inst_id}","tradeId":"'
+        )
+
+    # Lifecycle: the market moves only while someone listens, and `linger` seconds after.
+
+    def activate(self) -> None:
+        if self.linger_end is not None:
+            self.linger_end.cancel()
+            self.linger_end = None
+        if not self.tasks:
+            self.tasks = [
+                asyncio.create_task(self._run_trades()),
+                asyncio.create_task(self._run_pushes()),
+            ]
+            for task in self.tasks:
+                task.add_done_callback(self._log_failure)
+
+    def _log_failure(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "OKX simulator: %s stopped on an error", self.inst_id, exc_info=task.exception()
+            )
+
+    def deactivate_if_idle(self) -> None:
+        if any(self.subs.values()) or self.linger_end is not None:
+            return
+        if self.tasks and self.sim.linger > 0:
+            self.linger_end = self.sim.loop.call_later(self.sim.linger, self._stop_if_idle)
+        else:
+            self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
+        self.linger_end = None
+        if not any(self.subs.values()):
+            for task in self.tasks:
+                task.cancel()
+            self.tasks = []
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if paused:
+            self.resumed.clear()
+        else:
+            self.resumed.set()
+
+    async def _ready(self) -> bool:
+        """Wait out a stall or a pause; True if there was anything to wait for."""
+        waited = False
+        while self.sim.stalled or self.paused:
+            waited = True
+            await self.sim.unstalled.wait()
+            await self.resumed.wait()
+        return waited
+
+    async def _run_trades(self) -> None:
+        loop = self.sim.loop
+        rate = self.sim.rate
+        if rate <= 0:
+            await self._run_flat_out()
+            return
+        interval = 1.0 / rate
+        due = loop.time()
+        while True:
+            if await self._ready():
+                due = loop.time()
+            now = loop.time()
+            if now - due > 1.0:
+                due = now  # fell behind (a slow loop): carry on, but do not burst
+            if now >= due:
+                count = int((now - due) / interval) + 1
+                self.emit_trades(count)
+                due += count * interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    async def _run_flat_out(self) -> None:
+        """Trades as fast as the subscribers take them (rate 0, for throughput benchmarks)."""
+        while True:
+            await self._ready()
+            self.emit_trades(100)
+            for client in list(self.subs["trades"]):
+                await client.drain()
+            await asyncio.sleep(0)
+
+    async def _run_pushes(self) -> None:
+        sim = self.sim
+        loop = sim.loop
+        now = loop.time()
+        due = {"books": now, "books5": now, "tickers": now}
+        intervals = {
+            "books": sim.books_interval,
+            "books5": sim.books5_interval,
+            "tickers": sim.tickers_interval,
+        }
+        pushes = {"books": self.push_books, "books5": self.push_books5, "tickers": self.push_ticker}
+        candles_due = now
+        while True:
+            await sim.unstalled.wait()
+            now = loop.time()
+            for name, at in due.items():
+                if now >= at:
+                    pushes[name]()
+                    due[name] = now + intervals[name]
+            if now >= candles_due:
+                self.push_candles()
+                # On the clock's second boundaries, so a closed bar is confirmed promptly.
+                wait_ms = sim.candle_interval * 1000 - sim.clock() % 1000 + 5
+                candles_due = now + wait_ms / 1000
+            await asyncio.sleep(max(0.0, min(*due.values(), candles_due) - loop.time()))
+
+    # Trades
+
+    def emit_trades(self, count: int) -> None:
+        """Generate trades and write them at once to every open trades subscriber, so that
+        `sent` holds exactly the trades that went out on some connection and `generated`
+        every trade, as the REST recent trades have them."""
+        generator = self.sim.generator
+        subscribers = [client for client in self.subs["trades"] if client.is_open()]
+        keep_changes = bool(self.subs["books"])
+        pending, tape, sent, generated = self.pending, self.tape, self.sent, self.generated
+        head = self.trade_head
+        frames: list[bytes] = []
+        for _ in range(count):
+            step = generator.next_trade(self.inst_id)
+            trade = step.trade
+            self.seq += len(step.changes)
+            if keep_changes:
+                for change in step.changes:
+                    pending[(change.side, change.ticks)] = None
+            tape.add(trade)
+            record = (trade.trade_id, trade.px, trade.sz, trade.side, trade.ts)
+            generated.append(record)
+            if subscribers:
+                frames.append(
+                    f'{head}{trade.trade_id}","px":"{trade.px}","sz":"{trade.sz}",'
+                    f'"side":"{trade.side}","ts":"{trade.ts}","count":"1","source":"0"}}]}}'.encode()
+                )
+                sent.append(record)
+        if frames:
+            for client in subscribers:
+                client.out.extend(frames)
+                client.flush()
+            self.sim.counts["trades"] += len(frames) * len(subscribers)
+
+    # Books
+
+    def _book_frame(self, action: str, asks: list, bids: list, prev: int, seq: int) -> bytes:
+        sim = self.sim
+        checksum = 0
+        if sim.books_checksum:
+            book = sim.generator.book(self.inst_id, CHECKSUM_DEPTH)
+            checksum = okx_checksum(book["bids"], book["asks"])
+        if action == "update" and sim.take_book_fault("bad_checksum", self.inst_id):
+            checksum = _wrong_checksum(checksum)
+        if action == "update" and sim.take_book_fault("seq_break", self.inst_id):
+            prev += 1
+        data = {
+            "asks": asks,
+            "bids": bids,
+            "ts": str(sim.clock()),
+            "checksum": checksum,
+            "prevSeqId": prev,
+            "seqId": seq,
+        }
+        arg = {"channel": "books", "instId": self.inst_id}
+        return _dumps({"arg": arg, "action": action, "data": [data]})
+
+    def push_books(self, heartbeat: bool = True) -> None:
+        """Send the levels changed since the last push; after a quiet spell, an empty update
+        with seqId == prevSeqId, as OKX does to show the stream is alive."""
+        subscribers = self.subs["books"]
+        now = self.sim.loop.time()
+        if not subscribers:
+            self.pending.clear()
+            self.pushed_seq = self.seq
+            return
+        if not self.pending and (
+            not heartbeat or now - self.last_books_push < self.sim.books_heartbeat
+        ):
+            return
+        asks, bids = [], []
+        generator = self.sim.generator
+        for side, ticks in sorted(self.pending, key=lambda key: key[1]):
+            level = generator.level(self.inst_id, side, ticks)
+            row = [generator.price_str(self.inst_id, ticks), "0", "0", "0"]
+            if level is not None:
+                row = [level[0], level[1], "0", str(level[2])]
+            (asks if side == "asks" else bids).append(row)
+        bids.reverse()
+        frame = self._book_frame("update", asks, bids, self.pushed_seq, self.seq)
+        for client in subscribers:
+            client.send(frame)
+        self.sim.counts["books"] += len(subscribers)
+        self.pending.clear()
+        self.pushed_seq = self.seq
+        self.last_books_push = now
+
+    def add_books_subscriber(self, client: _Client) -> None:
+        """Bring the others up to date first, so a snapshot and the next update chain."""
+        self.push_books(heartbeat=False)
+        self.pending.clear()
+        self.pushed_seq = self.seq
+        self.last_books_push = self.sim.loop.time()
+        self.subs["books"].add(client)
+        if self.sim.books_snapshot:
+            book = self.sim.generator.book(self.inst_id, BOOK_LEVELS)
+            frame = self._book_frame(
+                "snapshot", _levels(book["asks"]), _levels(book["bids"]), -1, self.seq
+            )
+            client.send(frame)
+            self.sim.counts["books"] += 1
+
+    def rest_book(self, depth: int) -> dict[str, Any]:
+        self.push_books(heartbeat=False)
+        self.pending.clear()
+        self.pushed_seq = self.seq
+        book = self.sim.generator.book(self.inst_id, depth)
+        return {
+            "asks": _levels(book["asks"]),
+            "bids": _levels(book["bids"]),
+            "ts": str(self.sim.clock()),
+            "seqId": self.seq,
+        }
+
+    def push_books5(self, to: _Client | None = None) -> None:
+        subscribers = [to] if to else self.subs["books5"]
+        if not subscribers:
+            return
+        book = self.sim.generator.book(self.inst_id, 5)
+        signature = (book["asks"], book["bids"])
+        if to is None and signature == self.books5_sig:
+            return
+        self.books5_sig = signature
+        data = {
+            "asks": _levels(book["asks"]),
+            "bids": _levels(book["bids"]),
+            "instId": self.inst_id,
+            "ts": str(self.sim.clock()),
+            "seqId": self.seq,
+        }
+        frame = _dumps({"arg": {"channel": "books5", "instId": self.inst_id}, "data": [data]})
+        for client in subscribers:
+            client.send(frame)
+        self.sim.counts["books5"] += len(subscribers)
+
+    # Tickers
+
+    def push_ticker(self, to: _Client | None = None) -> None:
+        subscribers = [to] if to else self.subs["tickers"]
+        if not subscribers:
+            return
+        bid, ask = self.sim.generator.best(self.inst_id)
+        last = self.tape.last
+        signature = (last and last.trade_id, bid, ask)
+        if to is None and signature == self.ticker_sig:
+            return
+        self.ticker_sig = signature
+        frame = _dumps(
+            {"arg": {"channel": "tickers", "instId": self.inst_id}, "data": [self.ticker(bid, ask)]}
+        )
+        for client in subscribers:
+            client.send(frame)
+        self.sim.counts["tickers"] += len(subscribers)
+
+    def ticker(self, bid: tuple[str, str, int], ask: tuple[str, str, int]) -> dict[str, str]:
+        now = self.sim.clock()
+        px = self.sim.generator.price_str
+        last = self.tape.last
+        day = self._rolled_up(now - DAY, now)
+        vol, vol_ccy, _ = self._volumes(day) if day else ("0", "0", "0")
+        return {
+            "instType": self.instrument.inst_type,
+            "instId": self.inst_id,
+            "last": last.px if last else bid[0],
+            "lastSz": last.sz if last else "0",
+            "askPx": ask[0],
+            "askSz": ask[1],
+            "bidPx": bid[0],
+            "bidSz": bid[1],
+            "open24h": px(self.inst_id, day[0]) if day else bid[0],
+            "high24h": px(self.inst_id, day[1]) if day else bid[0],
+            "low24h": px(self.inst_id, day[2]) if day else bid[0],
+            "volCcy24h": vol_ccy,
+            "vol24h": vol,
+            "ts": str(now),
+            "sodUtc0": self._day_open(now, 0, bid[0]),
+            "sodUtc8": self._day_open(now, UTC8, bid[0]),
+        }
+
+    def _rolled_up(self, since: int, now: int) -> list | None:
+        start = since - since % MINUTE + MINUTE
+        return self.tape.ohlcv(start, now - now % MINUTE + MINUTE)
+
+    def _day_open(self, now: int, zone: int, fallback: str) -> str:
+        day_start = now - (now + zone) % DAY
+        day = self.tape.ohlcv(day_start, now - now % MINUTE + MINUTE)
+        if day:
+            return self.sim.generator.price_str(self.inst_id, day[0])
+        return self.tape.last.px if self.tape.last else fallback
+
+    def _volumes(self, bar: list) -> tuple[str, str, str]:
+        """(vol, volCcy, volCcyQuote) as OKX reports them for this kind of instrument."""
+        instrument = self.instrument
+        size = Decimal(bar[4]) * instrument.lot_size
+        quote = Decimal(bar[5]) * instrument.tick_size * instrument.lot_size
+        value = instrument.contract_value
+        if value is None:
+            return decimal_str(size), decimal_str(quote), decimal_str(quote)
+        if instrument.contract_type == "inverse":
+            base = (bar[7] * instrument.lot_size * value / instrument.tick_size).quantize(
+                Decimal("0.00000001")
+            )
+            return decimal_str(size), decimal_str(base), decimal_str(size * value)
+        return decimal_str(size), decimal_str(size * value), decimal_str(quote * value)
+
+    # Candles
+
+    def candle_row(self, bar: str, start: int, confirm: str) -> list[str] | None:
+        end = bar_bounds(bar, start)[1]
+        folded = self.tape.ohlcv(start, end)
+        px = self.sim.generator.price_str
+        if folded is None:
+            last = self.tape.last
+            if last is None:
+                return None
+            return [str(start), last.px, last.px, last.px, last.px, "0", "0", "0", confirm]
+        prices = [px(self.inst_id, ticks) for ticks in folded[:4]]
+        return [str(start), *prices, *self._volumes(folded), confirm]
+
+    def push_candles(self) -> None:
+        """Each subscribed bar: its final row once it has closed, then the open bar's row
+        if it changed since the last push."""
+        now = self.sim.clock()
+        for channel, subscribers in list(self.subs.items()):
+            bar = candle_bar(channel)
+            if bar is None or not subscribers:
+                continue
+            start = bar_bounds(bar, now)[0]
+            state = self.candles.get(bar)
+            if state is not None and state[0] != start:
+                self._send_candle(channel, subscribers, self.candle_row(bar, state[0], "1"))
+            if state is None or state[0] != start:
+                state = self.candles[bar] = [start, None]
+            row = self.candle_row(bar, start, "0")
+            if row is not None and row != state[1]:
+                state[1] = row
+                self._send_candle(channel, subscribers, row)
+
+    def push_candle_to(self, client: _Client, channel: str) -> None:
+        bar = candle_bar(channel)
+        assert bar is not None
+        start = bar_bounds(bar, self.sim.clock())[0]
+        self._send_candle(channel, [client], self.candle_row(bar, start, "0"))
+
+    def _send_candle(self, channel: str, subscribers: Iterable[_Client], row: Any) -> None:
+        if row is None:
+            return
+        subscribers = list(subscribers)
+        frame = _dumps({"arg": {"channel": channel, "instId": self.inst_id}, "data": [row]})
+        for client in subscribers:
+            client.send(frame)
+        self.sim.counts[channel] += len(subscribers)
+
+
+class OkxSimulator:
+    """The OKX v5 public and business WebSockets, the REST book and a control API, on one
+    loopback port. `start()` runs it on a background thread; `serve_forever()` in the
+    caller's event loop."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 1,
+        rate: float = 10.0,
+        instruments: Iterable[str | Instrument] | None = None,
+        books_checksum: bool = True,
+        books_snapshot: bool = True,
+        idle_timeout: float = 30.0,
+        *,
+        books_interval: float = 0.1,
+        books5_interval: float = 0.1,
+        tickers_interval: float = 1.0,
+        candle_interval: float = 1.0,
+        books_heartbeat: float = 5.0,
+        notice_delay: float = 2.0,
+        linger: float = 0.0,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.host = require_loopback(host)
+        self.port = port
+        self.seed = seed
+        self.rate = float(rate)
+        self.books_checksum = books_checksum
+        self.books_snapshot = books_snapshot
+        self.idle_timeout = idle_timeout
+        self.books_interval = books_interval
+        self.books5_interval = books5_interval
+        self.tickers_interval = tickers_interval
+        self.candle_interval = candle_interval
+        self.books_heartbeat = books_heartbeat
+        self.notice_delay = notice_delay
+        # seconds a market keeps trading after its last subscriber left, as OKX trades
+        # whether anyone listens or not; trades a reconnecting client missed come from REST
+        self.linger = linger
+        self.clock = clock or wall_clock_ms
+        self.generator = MarketGenerator(
+            seed, [*DEFAULT_INSTRUMENTS, *(instruments or ())], self.clock, BOOK_LEVELS
+        )
+        self.counts: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.stalled = False
+        self._book_faults: Counter[tuple[str, str]] = Counter()
+        self._clients: set[_Client] = set()
+        self._stopping = asyncio.Event()
+        self.unstalled = asyncio.Event()
+        self.unstalled.set()
+        seqs = random.Random(f"{seed}:seqId")
+        self._markets = {
+            inst_id: _Market(self, instrument, seqs.randint(1_000_000, 9_999_999))
+            for inst_id, instrument in self.generator.instruments.items()
+        }
+        self._connected = threading.Condition()
+        self._accepted = 0
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._stall_end: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop
+
+    # Running it
+
+    @property
+    def public_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{PUBLIC_PATH}"
+
+    @property
+    def business_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{BUSINESS_PATH}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> int:
+        """Serve on a background thread with its own event loop; returns the port."""
+        if self._thread is not None:
+            raise RuntimeError("The simulator is already running")
+        ready = threading.Event()
+
+        def run() -> None:
+            try:
+                asyncio.run(self.serve_forever(on_ready=ready.set))
+            except BaseException as exc:
+                self._thread_error = exc
+                log.exception("OKX simulator stopped on an error")
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="okx-simulator", daemon=True)
+        self._thread.start()
+        if not ready.wait(10) or self._thread_error is not None:
+            self._thread = None
+            raise RuntimeError("The OKX simulator did not start") from self._thread_error
+        return self.port
+
+    def stop(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self.request_stop()
+        thread.join(15)
+        self._thread = None
+
+    def request_stop(self) -> None:
+        """Ask a running `serve_forever` to close its connections and return; thread-safe."""
+        loop = getattr(self, "loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._stopping.set)
+
+    async def serve_forever(self, on_ready: Callable[[], Any] | None = None) -> None:
+        """Serve until `request_stop()` (or `stop()`); `on_ready` runs once it listens."""
+        self.loop = asyncio.get_running_loop()
+        async with serve(
+            self._serve_connection,
+            self.host,
+            self.port,
+            create_connection=_Connection,
+            process_request=self._process_request,
+            compression=None,
+            ping_interval=None,  # OKX keeps connections alive with text "ping", not ping frames
+            close_timeout=2,
+            max_size=64 * 1024,
+            write_limit=512 * 1024,
+        ) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            if on_ready is not None:
+                on_ready()
+            try:
+                await self._stopping.wait()
+            finally:
+                for market in self._markets.values():
+                    for task in market.tasks:
+                        task.cancel()
+                self.unstalled.set()
+                self.stalled = False
+                for client in list(self._clients):
+                    client.conn.transport.resume_reading()
+
+    def wait_for_connections(self, n: int, timeout: float) -> None:
+        """Block until `n` WebSocket connections have been accepted since the start (so a
+        reconnect counts); TimeoutError after `timeout` seconds."""
+        with self._connected:
+            if not self._connected.wait_for(lambda: self._accepted >= n, timeout):
+                raise TimeoutError(f"{self._accepted} connections after {timeout}s, wanted {n}")
+
+    def _in_loop(self, function: Callable[[], Any]) -> Any:
+        """Run `function` on the simulator's loop and return its result."""
+        loop = getattr(self, "loop", None)
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return function()
+        try:
+            if asyncio.get_running_loop() is loop:
+                return function()
+        except RuntimeError:
+            pass
+
+        async def call() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(10)
+
+    # What tests and operators ask of it
+
+    def fault(self, kind: str, **params: Any) -> None:
+        """Inject a fault; the same kinds and parameters as POST /_sim/fault."""
+        fault = parse_fault(kind, params)
+        if fault.inst_id is not None and fault.inst_id not in self.generator.instruments:
+            raise ValueError(f"Unknown instrument {fault.inst_id!r}")
+        self._in_loop(lambda: self._apply(fault))
+
+    def stats(self) -> dict[str, Any]:
+        return self._in_loop(self._stats)
+
+    def sent_trades(self, inst_id: str) -> list[dict[str, str]]:
+        """Every trade item sent for that instrument, in order, as it went on the wire."""
+        return [_trade_item(inst_id, record) for record in list(self._market(inst_id).sent)]
+
+    def generated_trades(self, inst_id: str) -> list[dict[str, str]]:
+        """Every trade of that instrument, in order, whether or not a connection was there to
+        send it to; the REST recent trades are the newest of these."""
+        return [_trade_item(inst_id, record) for record in list(self._market(inst_id).generated)]
+
+    def _market(self, inst_id: str) -> _Market:
+        market = self._markets.get(inst_id)
+        if market is None:
+            raise KeyError(f"Unknown instrument {inst_id!r}")
+        return market
+
+    def _stats(self) -> dict[str, Any]:
+        """Counters since the start, and a few gauges (open_connections, active_subscriptions,
+        paused, stalled)."""
+        events = self.events
+        return {
+            "connections": self._accepted,
+            "open_connections": len(self._clients),
+            "subscriptions": events["subscriptions"],
+            "active_subscriptions": sum(len(client.subs) for client in self._clients),
+            "messages_sent": dict(self.counts),  # per channel, counted once per connection
+            "frames_sent": events["frames_sent"],  # every frame written, of any kind
+            "trades_sent": {inst_id: len(m.sent) for inst_id, m in self._markets.items()},
+            "pings_answered": events["pings_answered"],
+            "bad_requests": events["bad_requests"],
+            "idle_closes": events["idle_closes"],
+            "rest_requests": events["rest_requests"],
+            "faults": dict(self.faults),
+            "paused": sorted(inst_id for inst_id, m in self._markets.items() if m.paused),
+            "stalled": self.stalled,
+        }
+
+    # Faults
+
+    def _apply(self, fault: Fault) -> None:
+        self.faults[fault.kind] += 1
+        log.info("OKX simulator: fault %s", fault)
+        clients = list(self._clients)
+        if fault.kind == "drop":
+            for client in clients:
+                client.conn.transport.abort()  # no close frame, as when a link dies
+        elif fault.kind == "stall":
+            self._stall(5.0 if fault.seconds is None else fault.seconds)
+        elif fault.kind == "malformed":
+            for client in clients:
+                if fault.inst_id is None or any(key[1] == fault.inst_id for key in client.subs):
+                    frames = [_MALFORMED[i % len(_MALFORMED)] for i in range(fault.count or 3)]
+                    client.send_many(frames)
+                    self.counts["malformed"] += len(frames)
+        elif fault.kind in ("bad_checksum", "seq_break"):
+            self._book_faults[(fault.kind, fault.inst_id or "*")] += fault.count or 1
+        elif fault.kind == "burst":
+            for market in self._markets.values():
+                if fault.inst_id in (None, market.inst_id) and (
+                    fault.inst_id or market.subs["trades"]
+                ):
+                    market.emit_trades(fault.count or 100)
+        elif fault.kind == "notice":
+            self._notice(clients, self.notice_delay if fault.seconds is None else fault.seconds)
+        else:
+            self._markets[fault.inst_id].set_paused(fault.kind == "pause")
+
+    def take_book_fault(self, kind: str, inst_id: str) -> bool:
+        for key in ((kind, inst_id), (kind, "*")):
+            if self._book_faults[key] > 0:
+                self._book_faults[key] -= 1
+                return True
+        return False
+
+    def _stall(self, seconds: float) -> None:
+        self.stalled = True
+        self.unstalled.clear()
+        for client in self._clients:
+            client.conn.transport.pause_reading()
+        if self._stall_end is not None:
+            self._stall_end.cancel()
+        self._stall_end = self.loop.call_later(seconds, self._end_stall)
+
+    def _end_stall(self) -> None:
+        self.stalled = False
+        self.unstalled.set()
+        self._stall_end = None
+        now = self.loop.time()
+        for client in list(self._clients):
+            client.last_activity = now
+            client.conn.transport.resume_reading()
+            client.flush()
+
+    def _notice(self, clients: list[_Client], delay: float) -> None:
+        for client in clients:
+            self._event(client, {"event": "notice", "code": "64008", "msg": NOTICE_MSG})
+
+        def close() -> None:
+            for client in clients:
+                client.conn.transport.abort()  # OKX drops the link after the notice
+
+        self.loop.call_later(delay, close)
+
+    # Connections
+
+    async def _serve_connection(self, conn: _Connection) -> None:
+        client = _Client(self, conn, urlsplit(conn.request.path).path == BUSINESS_PATH)
+        self._clients.add(client)
+        with self._connected:
+            self._accepted += 1
+            self._connected.notify_all()
+        if self.stalled:
+            conn.transport.pause_reading()
+        watchdog = asyncio.create_task(self._close_when_idle(client))
+        try:
+            async for message in conn:
+                client.last_activity = self.loop.time()
+                try:
+                    self._on_message(client, message)
+                except Exception:
+                    log.exception("OKX simulator: handling a message from %s", client.conn_id)
+        except ConnectionClosed:
+            pass
+        finally:
+            if not client.closing:
+                watchdog.cancel()
+            self._clients.discard(client)
+            for channel, inst_id in client.subs:
+                market = self._markets[inst_id]
+                market.subs[channel].discard(client)
+                market.deactivate_if_idle()
+
+    async def _close_when_idle(self, client: _Client) -> None:
+        """OKX closes a connection when nothing has passed either way for 30 seconds."""
+        while True:
+            await self.unstalled.wait()
+            wait = client.last_activity + self.idle_timeout - self.loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            self.events["idle_closes"] += 1
+            log.info("OKX simulator: closing idle connection %s", client.conn_id)
+            client.closing = True
+            await client.conn.close(IDLE_CLOSE_CODE, f"No data received in {self.idle_timeout:g}s")
+            return
+
+    # The WebSocket protocol
+
+    def _on_message(self, client: _Client, message: str | bytes) -> None:
+        if message == "ping":
+            client.send(b"pong")
+            self.events["pings_answered"] += 1
+            self.counts["pong"] += 1
+            return
+        text = message if isinstance(message, str) else message.decode(errors="replace")
+        try:
+            request = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict):
+            self._error(client, "60012", f"Invalid request: {text}")
+            return
+        request_id = request.get("id") if isinstance(request.get("id"), str) else None
+        op, args = request.get("op"), request.get("args")
+        if op in ("subscribe", "unsubscribe"):
+            if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
+                self._error(client, "60012", f"Invalid request: {text}", request_id)
+                return
+            for arg in args:
+                self._subscription(client, op, arg, request_id)
+        elif op == "login":
+            self._error(client, "60009", "Login failed.", request_id)
+        elif isinstance(op, str) and op:
+            self._error(client, "60019", f"Invalid op: {op}", request_id)
+        else:
+            self._error(client, "60012", f"Invalid request: {text}", request_id)
+
+    def _subscription(self, client: _Client, op: str, arg: dict, request_id: str | None) -> None:
+        channel, inst_id = arg.get("channel"), arg.get("instId")
+        if not isinstance(channel, str) or not channel or not isinstance(inst_id, str):
+            self._error(client, "60012", f"Invalid request: {orjson.dumps(arg).decode()}")
+            return
+        market = self._markets.get(inst_id)
+        served = candle_bar(channel) is not None if client.business else channel in PUBLIC_CHANNELS
+        if market is None or not served:
+            self._error(
+                client,
+                "60018",
+                f"{op.capitalize()} failed, wrong URL or channel:{channel},instId:{inst_id} "
+                "doesn't exist. Please use the correct URL, channel and parameters referring "
+                "to API document.",
+                request_id,
+            )
+            return
+        self._event(
+            client, {"event": op, "arg": {"channel": channel, "instId": inst_id}}, request_id
+        )
+        key = (channel, inst_id)
+        self.events["subscriptions" if op == "subscribe" else "unsubscriptions"] += 1
+        if op == "unsubscribe":
+            client.subs.discard(key)
+            market.subs[channel].discard(client)
+            market.deactivate_if_idle()
+            return
+        client.subs.add(key)
+        market.subs[channel].discard(client)
+        if channel == "books":
+            market.add_books_subscriber(client)
+        else:
+            market.subs[channel].add(client)
+        if channel == "books5":
+            market.push_books5(to=client)
+        elif channel == "tickers":
+            market.push_ticker(to=client)
+        elif channel != "trades" and channel != "books":
+            market.push_candle_to(client, channel)
+        market.activate()
+
+    def _event(self, client: _Client, event: dict, request_id: str | None = None) -> None:
+        if request_id is not None:
+            event["id"] = request_id
+        event["connId"] = client.conn_id
+        client.send(_dumps(event))
+        self.counts["event"] += 1
+
+    def _error(self, client: _Client, code: str, msg: str, request_id: str | None = None) -> None:
+        self.events["bad_requests"] += 1
+        log.warning("OKX simulator: error %s to %s: %s", code, client.conn_id, msg[:200])
+        self._event(client, {"event": "error", "msg": msg, "code": code}, request_id)
+
+    # HTTP on the same port
+
+    def _process_request(self, connection: _Connection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            if url.path in (PUBLIC_PATH, BUSINESS_PATH):
+                return None
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND, "Only the public and business WebSockets are simulated\n"
+            )
+        query = parse_qs(url.query)
+        if url.path == REST_BOOKS_PATH and request.method == "GET":
+            self.events["rest_requests"] += 1
+            return self._rest_books(query)
+        if url.path == REST_TRADES_PATH and request.method == "GET":
+            self.events["rest_requests"] += 1
+            return self._rest_trades(query)
+        if url.path == "/_sim/fault" and request.method == "POST":
+            return self._control_fault(connection.body)
+        if url.path == "/_sim/stats" and request.method == "GET":
+            return _json_response(200, self._stats())
+        if url.path == "/_sim/trades" and request.method == "GET":
+            inst_id = (query.get("instId") or [""])[0]
+            if inst_id not in self._markets:
+                return _json_response(404, {"error": f"Unknown instrument {inst_id!r}"})
+            return _json_response(200, {"instId": inst_id, "trades": self.sent_trades(inst_id)})
+        if url.path in (PUBLIC_PATH, BUSINESS_PATH):
+            return None  # websockets answers 426 Upgrade Required
+        return _json_response(404, {"code": "404", "msg": "Not Found", "data": []})
+
+    def _rest_books(self, query: dict[str, list[str]]) -> Response:
+        inst_id = (query.get("instId") or [""])[0]
+        if not inst_id:
+            return _json_response(
+                400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
+            )
+        depth = (query.get("sz") or ["1"])[0]
+        if not depth.isdigit() or not 1 <= int(depth) <= BOOK_LEVELS:
+            return _json_response(200, {"code": "51000", "msg": "Parameter sz error", "data": []})
+        market = self._markets.get(inst_id)
+        if market is None:
+            return _json_response(
+                200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+            )
+        return _json_response(200, {"code": "0", "msg": "", "data": [market.rest_book(int(depth))]})
+
+    def _rest_trades(self, query: dict[str, list[str]]) -> Response:
+        """OKX's recent trades of an instrument, newest first."""
+        inst_id = (query.get("instId") or [""])[0]
+        if not inst_id:
+            return _json_response(
+                400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
+            )
+        limit = (query.get("limit") or [str(REST_TRADES_DEFAULT)])[0]
+        if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= REST_TRADES_MAX:
+            return _json_response(
+                200, {"code": "51000", "msg": "Parameter limit error", "data": []}
+            )
+        market = self._markets.get(inst_id)
+        if market is None:
+            return _json_response(
+                200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+            )
+        newest = market.generated[-int(limit) :]
+        data = [_trade_item(inst_id, record) for record in reversed(newest)]
+        return _json_response(200, {"code": "0", "msg": "", "data": data})
+
+    def _control_fault(self, body: bytes) -> Response:
+        try:
+            request = orjson.loads(body or b"null")
+            if not isinstance(request, dict):
+                raise ValueError("The body must be a JSON object with a 'kind'")
+            params = dict(request)
+            fault = parse_fault(params.pop("kind", None), params)
+            if fault.inst_id is not None and fault.inst_id not in self._markets:
+                raise ValueError(f"Unknown instrument {fault.inst_id!r}")
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+            return _json_response(400, {"ok": False, "error": str(exc)})
+        self._apply(fault)
+        return _json_response(200, {"ok": True, "fault": fault.kind})
+
+
+def _trade_item(inst_id: str, record: tuple[int, str, str, str, int]) -> dict[str, str]:
+    """A trade as OKX's trades channel and REST recent trades carry it."""
+    trade_id, px, sz, side, ts = record
+    return {
+        "instId": inst_id,
+        "tradeId": str(trade_id),
+        "px": px,
+        "sz": sz,
+        "side": side,
+        "ts": str(ts),
+        "count": "1",
+        "source": "0",
+    }
+
+
+def _json_response(status: int, payload: Any) -> Response:
+    body = _dumps(payload)
+    headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)

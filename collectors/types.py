@@ -1,0 +1,90 @@
+"""The normalized data types every exchange adapter produces and every consumer reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+
+class DataType(Enum):
+    TICKER = "ticker"  # Price and volume updates
+    TRADE = "trade"  # Individual trade executions
+    ORDERBOOK = "orderbook"  # Order book snapshots
+    CANDLE = "candle"  # OHLCV candle data
+    BALANCE = "balance"  # Account balance updates
+
+
+TRADE_SIDES = ("buy", "sell")
+
+
+@dataclass(slots=True, frozen=True)
+class MarketDataPoint:
+    """One normalized data point.
+
+    `data` holds the normalized fields (Decimals for prices and sizes) and, under
+    "raw", the exchange's original item. For a TRADE: trade_id, price, size, side.
+    """
+
+    exchange: str  # Exchange name (e.g., 'okx', 'binance')
+    symbol: str  # Trading symbol (e.g., 'BTC-USDT')
+    timestamp: datetime  # Data timestamp (UTC)
+    data_type: DataType  # Type of data (TRADE, ORDERBOOK, etc.)
+    data: dict[str, Any]  # Raw data payload
+
+
+def validate_market_data_point(data_point: Any) -> None:
+    """Raise ValueError naming the first thing wrong with a data point."""
+    required_fields = ["exchange", "symbol", "timestamp", "data_type", "data"]
+    for name in required_fields:
+        if not hasattr(data_point, name):
+            raise ValueError(f"Missing required field: {name}")
+    if not isinstance(data_point.data_type, DataType):
+        raise ValueError("Invalid data_type")
+    for name in ("exchange", "symbol"):
+        value = getattr(data_point, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"Invalid {name}: {value!r}")
+    timestamp = data_point.timestamp
+    if not isinstance(timestamp, datetime) or timestamp.utcoffset() is None:
+        raise ValueError(f"Invalid timestamp (needs an aware datetime): {timestamp!r}")
+    if not isinstance(data_point.data, dict):
+        raise ValueError(f"Invalid data (needs a dict): {type(data_point.data).__name__}")
+    if data_point.data_type is DataType.TRADE:
+        _validate_trade(data_point.data)
+
+
+def _validate_trade(data: dict[str, Any]) -> None:
+    for name in ("price", "size"):
+        value = data.get(name)
+        if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+            raise ValueError(f"Invalid trade {name}: {value!r}")
+    if data.get("side") not in TRADE_SIDES:
+        raise ValueError(f"Invalid trade side: {data.get('side')!r}")
+    trade_id = data.get("trade_id")
+    if not isinstance(trade_id, str) or not trade_id or len(trade_id) > 100:
+        raise ValueError(f"Invalid trade_id: {trade_id!r}")
+
+
+@dataclass
+class ExchangeCollectorConfig:
+    """What one collector collects: an exchange, a symbol and its data types.
+
+    Connection settings (URLs, ping_interval, pong_timeout, reconnect_delay,
+    max_reconnect_attempts, buffer_size, channels, max_silence_duration) travel
+    in `custom_params` under the names of the spec's exchange configuration.
+    """
+
+    exchange: str
+    symbol: str
+    data_types: list[DataType]
+    auto_restart: bool = True
+    health_check_interval: float = 30.0
+    store_raw_data: bool = True
+    custom_params: dict[str, Any] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange}:{self.symbol}"

@@ -1,0 +1,301 @@
+"""Collectors over real sockets against the OKX simulator, storing into real PostgreSQL."""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from collectors.factory import ExchangeFactory
+from collectors.manager import CollectorManager
+from collectors.simulators.okx import OkxSimulator
+from collectors.types import DataType
+from marketdata.models import MarketData, RawTrade
+from tests.collectors.conftest import make_config, run
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STATUS_KEYS = {
+    "exchange": str,
+    "status": str,
+    "should_be_running": bool,
+    "symbols": list,
+    "data_types": list,
+    "auto_restart": bool,
+    "health": dict,
+    "statistics": dict,
+}
+HEALTH_KEYS = {
+    "time_since_heartbeat": float,
+    "time_since_data": float,
+    "max_silence_duration": float,
+}
+STATISTICS_KEYS = {
+    "messages_received": int,
+    "messages_processed": int,
+    "errors": int,
+    "restarts": int,
+    "uptime_seconds": float,
+    "reconnect_attempts": int,
+    "last_message_time": str,
+    "connection_uptime": str,
+    "last_error": str,
+    "last_restart_time": str,
+}
+HEALTH_STATUS_KEYS = {
+    "is_healthy": bool,
+    "issues": list,
+    "status": str,
+    "last_heartbeat": str,
+    "last_data_received": str,
+    "should_be_running": bool,
+    "is_running": bool,
+}
+
+
+def started(config, sink):
+    collector = ExchangeFactory.create_collector(config)
+    collector.sink = sink
+    assert run(collector.start()) is True
+    return collector
+
+
+def stored_trades(symbol="BTC-USDT"):
+    return list(RawTrade.objects.filter(exchange="okx", symbol=symbol).order_by("trade_id"))
+
+
+def assert_every_sent_trade_stored_once(simulator, symbol="BTC-USDT"):
+    sent = simulator.sent_trades(symbol)
+    assert sent, "the simulator sent no trade"
+    rows = {row.trade_id: row for row in stored_trades(symbol)}
+    assert len(rows) == RawTrade.objects.filter(symbol=symbol).count()
+    missing = [t["tradeId"] for t in sent if t["tradeId"] not in rows]
+    assert not missing, f"{len(missing)} trades lost, e.g. {missing[:5]}"
+    for item in sent:
+        row = rows[item["tradeId"]]
+        assert row.price == Decimal(item["px"])
+        assert row.size == Decimal(item["sz"])
+        assert row.side == item["side"]
+        assert row.timestamp == datetime.fromtimestamp(int(item["ts"]) / 1000, UTC)
+    return len(sent)
+
+
+def test_it_stores_every_trade_with_exact_values(simulator, sink):
+    collector = started(make_config(simulator), sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 40, 10, message="40 trades")
+    run(collector.stop())
+    sink.flush(10)
+    count = assert_every_sent_trade_stored_once(simulator)
+    row = stored_trades()[0]
+    assert row.raw_data["instId"] == "BTC-USDT"
+    assert collector.get_status()["statistics"]["errors"] == 0
+    # each trade is delivered once, backfilled or streamed
+    assert collector.counters()["points"] == count
+    assert len(stored_trades()) == len(simulator.generated_trades("BTC-USDT")) == count
+
+
+def test_raw_payloads_are_left_out_when_store_raw_data_is_off(simulator, sink):
+    config = make_config(simulator)
+    config.store_raw_data = False
+    collector = started(config, sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 5, 10, message="5 trades")
+    run(collector.stop())
+    sink.flush(10)
+    assert stored_trades()
+    assert all(row.raw_data is None for row in stored_trades())
+
+
+def test_every_channel_is_parsed_and_stored(simulator, sink):
+    data_types = (DataType.TRADE, DataType.ORDERBOOK, DataType.TICKER, DataType.CANDLE)
+    spot = started(make_config(simulator, data_types=data_types), sink)
+    books = make_config(simulator, "ETH-USDT", (DataType.ORDERBOOK,))
+    books.custom_params["channels"] = {"orderbook": "books"}
+    full_book = started(books, sink)
+
+    def seen(data_type, symbol="BTC-USDT"):
+        return MarketData.objects.filter(symbol=symbol, data_type=data_type).exists()
+
+    wait_until(
+        lambda: (
+            sink.flush(1)
+            and all(seen(t) for t in ("orderbook", "ticker", "candle"))
+            and seen("orderbook", "ETH-USDT")
+        ),
+        20,
+        message="every channel stored",
+    )
+    run(spot.stop())
+    run(full_book.stop())
+    sink.flush(10)
+    assert_every_sent_trade_stored_once(simulator)
+    ticker = MarketData.objects.filter(symbol="BTC-USDT", data_type="ticker").last()
+    assert Decimal(ticker.data["last"]) == Decimal(ticker.data["raw"]["last"])
+    candle = MarketData.objects.filter(symbol="BTC-USDT", data_type="candle").last()
+    assert candle.data["interval"] == "1m"
+    assert candle.timestamp.second == 0 and candle.timestamp.microsecond == 0
+    book = MarketData.objects.filter(symbol="ETH-USDT", data_type="orderbook").last()
+    assert book.data["channel"] == "books"
+    best_bid, best_ask = Decimal(book.data["bids"][0][0]), Decimal(book.data["asks"][0][0])
+    assert best_bid < best_ask
+    assert full_book.get_status()["statistics"]["errors"] == 0
+
+
+def test_a_dropped_connection_is_followed_by_a_reconnect_without_loss(simulator, sink):
+    collector = started(make_config(simulator), sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, 10, message="20 trades")
+    simulator.fault("drop")
+    wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+    wait_until(lambda: collector.status == "running", 10, message="running again")
+    before = len(simulator.sent_trades("BTC-USDT"))
+    wait_until(
+        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 20, 10, message="more trades"
+    )
+    run(collector.stop())
+    sink.flush(10)
+    assert simulator.stats()["subscriptions"] >= 2  # subscribed again after the reconnect
+    assert_every_sent_trade_stored_once(simulator)
+
+
+@pytest.fixture
+def lingering_simulator():
+    """A simulator whose markets trade on for 10 s after the last subscriber leaves."""
+    sim = OkxSimulator(seed=7, rate=50.0, linger=10.0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(
+    lingering_simulator, sink
+):
+    simulator = lingering_simulator
+    # 1.2 s without a connection at 50 trades a second: well within the 100 fetched
+    collector = started(make_config(simulator, reconnect_delay=1.2), sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, 10, message="20 trades")
+    simulator.fault("drop")
+    wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+    wait_until(lambda: collector.status == "running", 10, message="running again")
+    before = len(simulator.sent_trades("BTC-USDT"))
+    wait_until(
+        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 20, 10, message="more trades"
+    )
+    simulator.fault("pause", inst_id="BTC-USDT")  # so that every trade made was sent or fetched
+    run(collector.stop())
+    sink.flush(10)
+
+    generated = [trade["tradeId"] for trade in simulator.generated_trades("BTC-USDT")]
+    sent = {trade["tradeId"] for trade in simulator.sent_trades("BTC-USDT")}
+    missed = [trade_id for trade_id in generated if trade_id not in sent]
+    assert len(missed) >= 40
+    stored = [row.trade_id for row in stored_trades()]
+    assert sorted(stored) == sorted(generated)  # the unique key keeps each once
+
+
+def test_a_missing_pong_triggers_a_reconnect(simulator, sink):
+    collector = started(make_config(simulator, ping_interval=0.5, pong_timeout=0.5), sink)
+    simulator.fault("stall", seconds=3)
+    wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+    assert "pong" in collector.last_error
+    wait_until(lambda: collector.status == "running", 15, message="running again")
+    run(collector.stop())
+
+
+def test_a_bad_checksum_triggers_a_resync(simulator, sink):
+    config = make_config(simulator, "ETH-USDT", (DataType.ORDERBOOK,))
+    config.custom_params["channels"] = {"orderbook": "books"}
+    collector = started(config, sink)
+    wait_until(lambda: collector.counters()["points"] >= 5, 10, message="book updates")
+    simulator.fault("bad_checksum")
+    wait_until(lambda: "checksum" in collector.last_error, 10, message="a checksum error")
+    points = collector.counters()["points"]
+    wait_until(lambda: collector.counters()["points"] >= points + 5, 10, message="book again")
+    run(collector.stop())
+    assert collector.get_status()["statistics"]["errors"] == 1
+
+
+def test_malformed_frames_are_counted_and_survived(simulator, sink):
+    collector = started(make_config(simulator), sink)
+    simulator.fault("malformed", count=5)
+    wait_until(lambda: collector.counters()["errors"] >= 5, 10, message="5 errors")
+    before = len(simulator.sent_trades("BTC-USDT"))
+    wait_until(
+        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 10, 10, message="more trades"
+    )
+    run(collector.stop())
+    sink.flush(10)
+    assert collector.total_reconnects == 0
+    assert collector.last_error
+    assert_every_sent_trade_stored_once(simulator)
+
+
+def test_an_upgrade_notice_moves_to_a_new_connection_first(simulator, sink):
+    collector = ExchangeFactory.create_collector(make_config(simulator))
+    collector.sink = sink
+    delivered = []
+    collector.add_data_callback(DataType.TRADE, lambda point: delivered.append(point))
+    assert run(collector.start()) is True
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 10, 10, message="trades")
+    simulator.fault("notice")
+    wait_until(lambda: simulator.stats()["subscriptions"] >= 2, 10, message="a second link")
+    before = len(simulator.sent_trades("BTC-USDT"))
+    wait_until(
+        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 30, 15, message="more trades"
+    )
+    run(collector.stop())
+    sink.flush(10)
+    assert collector.total_reconnects == 0
+    count = assert_every_sent_trade_stored_once(simulator)
+    # both connections saw the trades of the overlap; consumers saw each trade once
+    assert sorted(p.data["trade_id"] for p in delivered) == sorted(
+        t["tradeId"] for t in simulator.sent_trades("BTC-USDT")
+    )
+    assert len(delivered) == count
+
+
+def test_status_and_health_have_the_spec_keys_and_true_counters(simulator, sink):
+    collector = started(make_config(simulator), sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 10, 10, message="trades")
+    status = collector.get_status()
+    for schema, value in (
+        (STATUS_KEYS, status),
+        (HEALTH_KEYS, status["health"]),
+        (STATISTICS_KEYS, status["statistics"]),
+        (HEALTH_STATUS_KEYS, collector.get_health_status()),
+    ):
+        assert set(value) == set(schema)
+        for key, kind in schema.items():
+            assert isinstance(value[key], kind), (key, value[key])
+    assert status["status"] == "running"
+    assert status["symbols"] == ["BTC-USDT"] and status["data_types"] == ["trade"]
+    datetime.fromisoformat(status["statistics"]["last_message_time"])
+    assert collector.get_health_status()["is_healthy"] is True
+    run(collector.stop())
+    sent = simulator.stats()["frames_sent"]
+    stats = collector.get_status()["statistics"]
+    assert stats["messages_received"] == sent
+    assert stats["messages_processed"] == sent
+    assert collector.get_status()["status"] == "stopped"
+    assert collector.get_health_status()["is_running"] is False
+
+
+def test_silence_makes_the_collector_unhealthy_with_a_named_issue(simulator, sink):
+    collector = started(make_config(simulator, max_silence_duration=1.0), sink)
+    simulator.fault("pause", inst_id="BTC-USDT")
+    wait_until(lambda: not collector.get_health_status()["is_healthy"], 10, message="unhealthy")
+    assert any("no data" in issue for issue in collector.get_health_status()["issues"])
+    run(collector.stop())
+
+
+def test_the_manager_restarts_a_collector_that_gave_up(simulator, sink):
+    config = make_config(simulator, max_reconnect_attempts=1, ping_interval=0.3, pong_timeout=0.3)
+    collector = ExchangeFactory.create_collector(config)
+    manager = CollectorManager(sink=sink, check_interval=0.5)
+    manager.add_collector(collector)
+    assert run(manager.start())
+    simulator.fault("stall", seconds=2)
+    wait_until(lambda: collector.restarts >= 1, 20, message="a restart")
+    wait_until(lambda: collector.status == "running", 20, message="running again")
+    status = manager.get_status()
+    assert status["collectors"]["okx:BTC-USDT"]["statistics"]["restarts"] >= 1
+    assert manager.list_collectors() == ["okx:BTC-USDT"]
+    run(manager.stop())

@@ -1,0 +1,70 @@
+"""`manage.py runstack` (the README's `make run`) brings the platform up and down."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+
+from collectors.management.commands.runstack import parts
+from tests.conftest import ROOT, wait_until
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_with_redis_the_collectors_run_in_celery_workers():
+    names = [name for name, _ in parts({"REDIS_URL": "redis://x"}, "127.0.0.1:1", 5, 8765)]
+    assert names == ["simulator", "web", "collector-worker", "worker", "beat", "flower"]
+
+
+def test_without_redis_the_collectors_run_in_one_process():
+    found = dict(parts({"REDIS_URL": ""}, "127.0.0.1:1", 5, 8765))
+    assert set(found) == {"simulator", "web", "collectors"}
+    assert found["collectors"][-1] == "collect"
+
+
+def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tmp_path):
+    web, simulator = free_port(), free_port()
+    env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
+    env.update(
+        VAR_DIR=str(tmp_path / "var"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        REDIS_URL="",
+    )
+    command = [sys.executable, "manage.py", "runstack", "--addr", f"127.0.0.1:{web}"]
+    command += ["--simulator-port", str(simulator), "--rate", "20"]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def trades() -> int:
+            if not (tmp_path / "db.sqlite3").exists():
+                return 0
+            with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+                try:
+                    return db.execute("SELECT count(*) FROM raw_trades").fetchone()[0]
+                except sqlite3.OperationalError:
+                    return 0
+
+        wait_until(lambda: trades() >= 10, 90, 0.5, message="trades in the database")
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/admin/login/", timeout=10) as page:
+            assert page.status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+    assert process.returncode == 0, output
+    assert "no Redis: collectors run in one process" in output
+    assert "okx:BTC-USDT:" in output  # the collectors' summary on the way out
+    assert "runstack: stopped" in output
