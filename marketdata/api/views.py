@@ -1,0 +1,226 @@
+"""API views: read the query, call a selector, shape the answer. No business rules here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from marketdata import selectors
+from marketdata.api import params
+from marketdata.api.pagination import PageRequest, encode_cursor, paginate
+from marketdata.api.permissions import CanRead
+from marketdata.api.renderers import CandleCSVRenderer, FastJSONRenderer
+from marketdata.api.serializers import (
+    CandlePageSerializer,
+    CandleSerializer,
+    MarketDataPageSerializer,
+    MarketDataSerializer,
+    OrderBookSerializer,
+    TickerSerializer,
+    TradePageSerializer,
+    TradeSerializer,
+)
+from tcp_dashboard.health import system_health
+
+DETAIL = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+# A 400 maps each bad parameter to what is wrong with it.
+BAD_PARAMETERS = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+    },
+}
+HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                "required": ["ok", "detail"],
+            },
+        },
+    },
+    "required": ["status", "checks"],
+}
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    described = {
+        400: OpenApiResponse(BAD_PARAMETERS, "A parameter is wrong; the body says which and why."),
+        401: OpenApiResponse(DETAIL, "No or invalid credentials."),
+        403: OpenApiResponse(DETAIL, "Not allowed for this user."),
+        404: OpenApiResponse(DETAIL, "Nothing stored matches."),
+        409: OpenApiResponse(DETAIL, "Not possible in the current state."),
+        429: OpenApiResponse(DETAIL, "Too many requests; retry after Retry-After seconds."),
+        503: OpenApiResponse(DETAIL, "A backing service does not answer."),
+    }
+    return {code: described[code] for code in codes}
+
+
+def read_responses(ok: Any, *extra: int) -> dict[int, Any]:
+    return {200: ok, **error_responses(400, 401, 403, 429, *extra, 503)}
+
+
+class ApiView(APIView):
+    """Reads for signed-in users (or everyone with API_PUBLIC_READ); errors always in JSON."""
+
+    permission_classes = [CanRead]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # A CSV client still gets a readable reason, in JSON.
+        if isinstance(getattr(self.request, "accepted_renderer", None), CandleCSVRenderer):
+            self.request.accepted_renderer = FastJSONRenderer()
+            self.request.accepted_media_type = FastJSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+def page_response(
+    request: Request, queryset: QuerySet, serializer: type, page_request: PageRequest
+) -> Response:
+    """One page of rows, and a `next` link (also an RFC 8288 Link header) when there are more."""
+    page = paginate(queryset, serializer.COLUMNS, page_request, as_text=serializer.TEXT_COLUMNS)
+    headers = {}
+    next_url = None
+    if page.next_cursor is not None:
+        url = request.build_absolute_uri()
+        next_url = replace_query_param(url, "cursor", encode_cursor(page.next_cursor))
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    shape = serializer().to_representation
+    body = {"next": next_url, "results": [shape(row) for row in page.rows]}
+    return Response(body, headers=headers)
+
+
+class TradeList(ApiView):
+    @extend_schema(
+        operation_id="trades_list",
+        summary="Stored trades",
+        description="Trades by exchange time, newest first by default, a page at a time.",
+        parameters=params.trade_parameters(),
+        responses=read_responses(TradePageSerializer),
+        tags=["market data"],
+    )
+    def get(self, request: Request) -> Response:
+        query, page_request = params.trade_query(request.query_params)
+        return page_response(request, selectors.trades(query), TradeSerializer, page_request)
+
+
+class CandleList(ApiView):
+    renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, CandleCSVRenderer]
+
+    @extend_schema(
+        operation_id="candles_list",
+        summary="OHLCV candles",
+        description=(
+            "Candles from the candles table, oldest first by default. Only final candles "
+            "unless include_partial=true. `format=csv` (or Accept: text/csv) answers CSV, "
+            "with the next page in the Link header."
+        ),
+        parameters=params.candle_parameters(),
+        responses={
+            (200, "application/json"): CandlePageSerializer,
+            (200, "text/csv"): OpenApiResponse(
+                {"type": "string"},
+                "CSV with a header row: " + ", ".join(CandleSerializer.CSV_HEADER),
+            ),
+            **error_responses(400, 401, 403, 429, 503),
+        },
+        tags=["market data"],
+    )
+    def get(self, request: Request) -> Response:
+        query, page_request = params.candle_query(request.query_params)
+        return page_response(request, selectors.candles(query), CandleSerializer, page_request)
+
+
+class MarketDataList(ApiView):
+    @extend_schema(
+        operation_id="market_data_list",
+        summary="Stored market data",
+        description="Tickers, order books, exchange candles and balances, as stored.",
+        parameters=params.market_data_parameters(),
+        responses=read_responses(MarketDataPageSerializer),
+        tags=["market data"],
+    )
+    def get(self, request: Request) -> Response:
+        query, page_request = params.market_data_query(request.query_params)
+        queryset = selectors.market_data(query)
+        return page_response(request, queryset, MarketDataSerializer, page_request)
+
+
+class OrderBookLatest(ApiView):
+    @extend_schema(
+        operation_id="orderbook_latest",
+        summary="Latest order book",
+        parameters=params.latest_parameters(),
+        responses=read_responses(OrderBookSerializer, 404),
+        tags=["market data"],
+    )
+    def get(self, request: Request) -> Response:
+        query = params.latest_query(request.query_params)
+        point = selectors.latest_order_book(query.exchange, query.symbol, query.as_of)
+        if point is None:
+            raise NotFound(f"no order book stored for {query.exchange} {query.symbol}")
+        return Response(OrderBookSerializer(point).data)
+
+
+class TickerLatest(ApiView):
+    @extend_schema(
+        operation_id="ticker_latest",
+        summary="Latest ticker",
+        parameters=params.latest_parameters(),
+        responses=read_responses(TickerSerializer, 404),
+        tags=["market data"],
+    )
+    def get(self, request: Request) -> Response:
+        query = params.latest_query(request.query_params)
+        point = selectors.latest_ticker(query.exchange, query.symbol, query.as_of)
+        if point is None:
+            raise NotFound(f"no ticker stored for {query.exchange} {query.symbol}")
+        return Response(TickerSerializer(point).data)
+
+
+class Health(APIView):
+    """For load balancers and uptime checks: no credentials, no throttling."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="health",
+        summary="Platform health",
+        description="Database, Redis, broker and collectors: 200 when all are healthy, else 503.",
+        responses={200: HEALTH, 503: HEALTH},
+        tags=["health"],
+    )
+    def get(self, request: Request) -> Response:
+        report = system_health()
+        return Response(report.as_dict(), status=200 if report.ok else 503)
+
+
+class NotFoundView(APIView):
+    """No such API path: a JSON 404 for every method, whoever asks."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+    schema = None
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        raise NotFound("no such API path; see /api/v1/docs/")
