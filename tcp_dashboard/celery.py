@@ -3,8 +3,10 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_process_init, worker_ready
 
 from collectors.worker import CollectorHostStep
+from tcp_dashboard.runtime import freeze_startup_objects
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
 
@@ -12,3 +14,15 @@ app = Celery("tcp_dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["worker"].add(CollectorHostStep)
+
+
+@worker_ready.connect
+def _freeze_worker(**kwargs) -> None:
+    """The worker is up (and hosts its collectors): keep start-up objects out of GC."""
+    freeze_startup_objects()
+
+
+@worker_process_init.connect
+def _freeze_pool_process(**kwargs) -> None:
+    """The same in each forked pool process."""
+    freeze_startup_objects()

@@ -144,3 +144,23 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     result = run_manage(["check"], env)
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_the_wsgi_process_freezes_its_start_up_objects_with_every_view_loaded(tmp_path):
+    script = (
+        "import gc, sys\n"
+        "import tcp_dashboard.wsgi\n"
+        "print(gc.get_freeze_count(), 'marketdata.api.views' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=bare_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    frozen, views_loaded = done.stdout.split()
+    assert int(frozen) > 50_000  # Django, DRF and the project's modules
+    assert views_loaded == "True"
