@@ -138,7 +138,9 @@ class CollectorHost:
         self._own_sink = sink is None
         self.sink = sink or StorageSink(name=sink_name(worker))
         self.manager = CollectorManager(
-            sink=self.sink, check_interval=NO_LOCAL_RESTARTS, live_candles=LiveCandles()
+            sink=self.sink,
+            check_interval=NO_LOCAL_RESTARTS,
+            live_candles=LiveCandles(publish_to=self.client),
         )
         self._hosted: dict[str, Hosted] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

@@ -6,30 +6,48 @@ closes quiet intervals by the wall clock, so no database I/O happens while a lin
 receiving. Once a second that thread also stores each open interval as it stands, marked
 not final (the API shows it only with include_partial=true); its final candle replaces
 it when the interval closes. The rollup rebuilds anything missed.
+
+Given a Redis client, each candle is also published, once stored, to the channel
+`candles:{exchange}:{symbol}:{timeframe}` as JSON (see `marketdata.candles.candle_message`):
+final ones once, as they close, and the open ones once a second. Publishing is for live
+views only: a message missed while Redis is away is not sent again (the table has it).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 from datetime import UTC, datetime
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
 
 from collectors.base import BaseDataCollector
 from collectors.types import DataType
-from marketdata.candles import CandleValue, LiveCandleAggregator, store_candles
+from marketdata.candles import CandleValue, LiveCandleAggregator, candle_message, store_candles
 
 logger = logging.getLogger(__name__)
 
 TICK = 1.0  # seconds between wall-clock closes of quiet intervals
 
 
+def candle_channel(exchange: str, symbol: str, timeframe: str) -> str:
+    """The Redis channel on which one market's candles of one timeframe are published."""
+    return f"candles:{exchange}:{symbol}:{timeframe}"
+
+
 class LiveCandles:
-    def __init__(self, timeframes: list[str] | None = None) -> None:
+    def __init__(
+        self, timeframes: list[str] | None = None, publish_to: redis.Redis | None = None
+    ) -> None:
         self.timeframes = timeframes or list(settings.CANDLE_LIVE_TIMEFRAMES)
+        self.redis = publish_to
+        self.published = 0
+        self.publish_failures = 0
+        self._publishing_failed = False
         self._aggregators: dict[str, LiveCandleAggregator] = {}
         self._closed: queue.SimpleQueue[list[CandleValue]] = queue.SimpleQueue()
         self._unsaved: list[CandleValue] = []
@@ -92,6 +110,28 @@ class LiveCandles:
         except Exception as error:  # a later tick stores them as they stand then
             logger.warning("live candles: open candles not stored: %s", error)
             close_old_connections()
+            return
+        self._publish(candles)
+
+    def _publish(self, candles: list[CandleValue]) -> None:
+        if self.redis is None or not candles:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for candle in candles:
+                    channel = candle_channel(candle.exchange, candle.symbol, candle.timeframe)
+                    pipe.publish(channel, json.dumps(candle_message(candle)))
+                pipe.execute()
+        except redis.RedisError as error:
+            self.publish_failures += len(candles)
+            if not self._publishing_failed:  # once per outage, not once a second
+                self._publishing_failed = True
+                logger.warning("live candles: not published while Redis fails: %s", error)
+            return
+        if self._publishing_failed:
+            self._publishing_failed = False
+            logger.info("live candles: publishing again")
+        self.published += len(candles)
 
     def _store(self) -> None:
         while True:
@@ -109,4 +149,5 @@ class LiveCandles:
             del self._unsaved[: max(0, len(self._unsaved) - 100_000)]
             return
         self.stored += len(self._unsaved)
-        self._unsaved = []
+        stored, self._unsaved = self._unsaved, []
+        self._publish(stored)

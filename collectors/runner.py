@@ -8,6 +8,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from collectors import leases
 from collectors.factory import ExchangeFactory
 from collectors.live_candles import LiveCandles
 from collectors.manager import CollectorManager
@@ -56,7 +59,8 @@ def run_collectors(
     sink = sink or build_sink(configs)
     if own_sink:
         sink.start()
-    manager = CollectorManager(sink=sink, live_candles=LiveCandles())
+    publish_to = leases.redis_client() if settings.REDIS_URL else None
+    manager = CollectorManager(sink=sink, live_candles=LiveCandles(publish_to=publish_to))
     for collector in collectors:
         manager.add_collector(collector)
 
@@ -77,6 +81,8 @@ def run_collectors(
     finally:
         if own_sink:
             sink.stop()
+        if publish_to is not None:
+            publish_to.close()
     return [summarise(collector) for collector in collectors]
 
 

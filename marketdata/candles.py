@@ -179,6 +179,33 @@ class CandleValue:
     is_final: bool = True
 
 
+def utc_text(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the API and the live candle messages write times."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"
+
+
+def candle_message(candle: CandleValue) -> dict[str, object]:
+    """A candle as JSON-ready values: the API's fields plus its market; decimals as text
+    in plain notation (never floats, never exponents)."""
+    return {
+        "exchange": candle.exchange,
+        "symbol": candle.symbol,
+        "timeframe": candle.timeframe,
+        "timestamp": utc_text(candle.timestamp),
+        "open": format(candle.open, "f"),
+        "high": format(candle.high, "f"),
+        "low": format(candle.low, "f"),
+        "close": format(candle.close, "f"),
+        "volume": format(candle.volume, "f"),
+        "quote_volume": format(candle.quote_volume, "f"),
+        "vwap": format(candle.vwap, "f"),
+        "trade_count": candle.trade_count,
+        "is_final": candle.is_final,
+    }
+
+
 def vwap_of(quote_volume: Decimal, volume: Decimal, close: Decimal) -> Decimal:
     """quote_volume / volume rounded half-even to 8 places, exactly; the close if no volume.
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a real Celery worker process, Redis, and a staff user."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,13 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (as of now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def service_env(**overrides: str) -> dict[str, str]:

@@ -8,20 +8,17 @@ text from the database; times as ISO 8601 in UTC with a Z.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from rest_framework import serializers
 
+from marketdata.candles import utc_text
 from marketdata.models import MarketData
 
 
 def time_text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat()[:-6] + "Z"
+    return None if value is None else utc_text(value)
 
 
 def json_number_text(value: Any) -> str | None:

@@ -1,16 +1,25 @@
 """Collectors build candles live from their trades; they equal the fold of the stored trades."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
 from collectors.factory import ExchangeFactory
-from collectors.live_candles import LiveCandles
+from collectors.live_candles import LiveCandles, candle_channel
 from collectors.manager import CollectorManager
-from marketdata.candles import Trade, fold_trades
+from marketdata.candles import (
+    CANDLE_FIELDS,
+    CandleValue,
+    Trade,
+    candle_message,
+    fold_trades,
+    utc_text,
+)
 from marketdata.models import Candle, RawTrade
 from tests.collectors.conftest import make_config, run
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,3 +64,62 @@ def test_live_1s_candles_equal_the_candles_of_the_stored_trades(simulator, sink,
         assert got == (want.open, want.high, want.low, want.close, want.volume)
         assert (candle.trade_count, candle.vwap) == (want.trade_count, want.vwap)
     assert live.stored == len(stored)
+
+
+def test_live_candles_are_published_to_redis_as_stored(simulator, sink, settings, redis_client):
+    settings.CANDLE_GRACE = 0.2
+    subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(candle_channel("okx", "BTC-USDT", "1s"))
+    live = LiveCandles(timeframes=["1s"], publish_to=redis.Redis.from_url(settings.REDIS_URL))
+    manager = CollectorManager(sink=sink, live_candles=live)
+    manager.add_collector(ExchangeFactory.create_collector(make_config(simulator)))
+    assert run(manager.start())
+    messages: list[dict] = []
+
+    def finals() -> int:
+        while (message := subscriber.get_message(timeout=0.1)) is not None:
+            messages.append(json.loads(message["data"]))
+        return sum(message["is_final"] for message in messages)
+
+    wait_until(lambda: finals() >= 3, 20, message="three final candles published")
+    run(manager.stop())
+    sink.flush(10)
+    finals()
+    subscriber.close()
+
+    stored = {
+        utc_text(candle.timestamp): candle_message(as_value(candle))
+        for candle in Candle.objects.filter(timeframe="1s", is_final=True)
+    }
+    published = [message for message in messages if message["is_final"]]
+    # each final candle is published once, exactly as stored
+    assert len({m["timestamp"] for m in published}) == len(published) == live.stored
+    for message in published:
+        assert message == stored[message["timestamp"]]
+    # the open interval is published as it stands, not final, before its final candle
+    first_final = messages.index(published[0])
+    assert any(
+        not m["is_final"] and m["timestamp"] == published[0]["timestamp"]
+        for m in messages[:first_final]
+    )
+    assert live.published >= len(messages) and live.publish_failures == 0
+
+
+def test_candles_are_stored_while_redis_is_away(simulator, sink, settings, caplog):
+    settings.CANDLE_GRACE = 0.2
+    nowhere = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    live = LiveCandles(timeframes=["1s"], publish_to=nowhere)
+    manager = CollectorManager(sink=sink, live_candles=live)
+    manager.add_collector(ExchangeFactory.create_collector(make_config(simulator)))
+    assert run(manager.start())
+    wait_until(lambda: live.stored >= 3, 20, message="candles stored")
+    run(manager.stop())
+
+    assert Candle.objects.filter(timeframe="1s", is_final=True).count() == live.stored
+    assert live.published == 0 and live.publish_failures >= live.stored
+    warnings = [r for r in caplog.records if "not published while Redis fails" in r.message]
+    assert len(warnings) == 1  # once for the outage, not once a second
+
+
+def as_value(candle: Candle) -> CandleValue:
+    return CandleValue(*(getattr(candle, name) for name in CANDLE_FIELDS))

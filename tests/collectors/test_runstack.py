@@ -2,20 +2,13 @@
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import urllib.request
 
 from collectors.management.commands.runstack import parts
-from tests.conftest import ROOT, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.conftest import ROOT, free_port, wait_until
 
 
 def test_with_redis_the_collectors_run_in_celery_workers():
