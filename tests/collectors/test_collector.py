@@ -4,14 +4,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from collectors.factory import ExchangeFactory
 from collectors.manager import CollectorManager
 from collectors.simulators.okx import OkxSimulator
+from collectors.storage import StorageSink
 from collectors.types import DataType
 from marketdata.models import MarketData, RawTrade
 from tests.collectors.conftest import make_config, run
 from tests.conftest import wait_until
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -299,3 +302,44 @@ def test_the_manager_restarts_a_collector_that_gave_up(simulator, sink):
     assert status["collectors"]["okx:BTC-USDT"]["statistics"]["restarts"] >= 1
     assert manager.list_collectors() == ["okx:BTC-USDT"]
     run(manager.stop())
+
+
+def test_a_database_outage_loses_no_trade_and_no_ticker(simulator, tmp_path):
+    """Exchange -> collector -> sink -> PostgreSQL, with PostgreSQL cut off for seconds."""
+    settings = connection.settings_dict
+    with TcpProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)) as proxy:
+        sink = StorageSink(
+            name="outage",
+            buffer_size=100,
+            flush_interval=0.05,
+            retry_delay=0.2,
+            spill_dir=tmp_path,
+            database={**settings, "HOST": "127.0.0.1", "PORT": str(proxy.port)},
+        )
+        sink.start()
+        config = make_config(simulator, data_types=(DataType.TRADE, DataType.TICKER))
+        collector = started(config, sink)
+        try:
+            wait_until(lambda: sink.stats()["trades_inserted"] >= 20, 10, message="stored")
+            proxy.cut()
+            wait_until(lambda: not sink.stats()["database_ok"], 10, message="the outage seen")
+            cut_at = len(simulator.sent_trades("BTC-USDT"))
+            wait_until(  # the exchange goes on trading meanwhile
+                lambda: len(simulator.sent_trades("BTC-USDT")) >= cut_at + 100,
+                20,
+                message="trades during the outage",
+            )
+            assert collector.get_status()["status"] == "running"
+            proxy.restore()
+            wait_until(lambda: sink.stats()["database_ok"], 15, message="reconnection")
+            run(collector.stop())
+            assert sink.flush(timeout=30)
+        finally:
+            sink.stop(timeout=10)
+
+    assert_every_sent_trade_stored_once(simulator)
+    tickers = MarketData.objects.filter(symbol="BTC-USDT", data_type="ticker").count()
+    assert tickers == collector.counters()["points"] - len(stored_trades())
+    stats = sink.stats()
+    assert stats["write_failures"] > 0
+    assert stats["pending_rows"] == stats["spill_files"] == 0
