@@ -201,6 +201,21 @@ CUSTOM_PARAMS = (
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+def trade_backfill_count(value: Any) -> int:
+    value = non_negative_integer(value)
+    if value > 500:
+        raise Invalid(f"must be at most 500, the most OKX serves, not {value!r}")
+    return value
+
+
+# Tuning a collector may also carry in custom_params (not part of the exchange file): how
+# many recent trades a trades subscription fetches, and how many pages of older ones.
+TUNING_PARAMS: dict[str, Callable[[Any], Any]] = {
+    "trade_backfill": trade_backfill_count,
+    "trade_backfill_pages": non_negative_integer,
+}
+
+
 # collecting problems by JSON path ---------------------------------------------------------
 
 
@@ -692,11 +707,12 @@ def check_custom_params(
     params = object_at(params, "custom_params", problems)
     if params is None:
         return None
-    unknown_keys(params, CUSTOM_PARAMS, "custom_params", problems)
-    for name, setting in SETTINGS_BY_NAME.items():
+    unknown_keys(params, (*CUSTOM_PARAMS, *TUNING_PARAMS), "custom_params", problems)
+    checks = {name: setting.check for name, setting in SETTINGS_BY_NAME.items()}
+    for name, check in {**checks, **TUNING_PARAMS}.items():
         # None stands for the collector's default, as it does in BaseDataCollector.setting
         if name in params and params[name] is not None:
-            problems.check(key_path("custom_params", name), setting.check, params[name])
+            problems.check(key_path("custom_params", name), check, params[name])
     if params.get("channels") is None:
         return dict(DEFAULT_CHANNELS)
     channels = check_channels(params["channels"], adapter, "custom_params.channels", problems)

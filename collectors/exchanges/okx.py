@@ -17,7 +17,12 @@ comes from REST (GET /api/v5/market/books) and is aligned with the buffered upda
 The `trades` channel does not replay what was missed while a connection was down, so each
 acknowledged trades subscription fetches the most recent trades over REST
 (GET /api/v5/market/trades) and emits them like pushed ones; storage ignores the ones it
-already holds.
+already holds. When the collector has had trades before (a reconnect, a restart, a new
+connection after an upgrade notice) and the recent ones do not reach back to the newest
+of those, it pages further back through GET /api/v5/market/history-trades (by tradeId,
+100 a page) until they do, so a long outage of a busy market leaves no gap either. That
+is bounded (TRADE_BACKFILL_PAGES, TRADE_BACKFILL_BUDGET); a gap it could not close is
+reported as an error naming the trade ids that may be missing.
 """
 
 from __future__ import annotations
@@ -80,6 +85,11 @@ REST_RETRY_SECONDS = 2.0  # pause after a failed fetch, so a broken REST does no
 # missed; custom_params "trade_backfill" overrides it, 0 turns it off, OKX serves at most 500.
 TRADE_BACKFILL = 100
 TRADE_BACKFILL_TIMEOUT = 2.0  # seconds; the fetch holds up the receive loop it runs in
+# Pages of older trades fetched when the recent ones do not reach back to the last trade
+# seen (custom_params "trade_backfill_pages"), and the seconds all of it may take.
+TRADE_BACKFILL_PAGES = 20
+TRADE_BACKFILL_BUDGET = 10.0
+HISTORY_PAGE = 100  # the most OKX's history-trades serves at once
 UPDATE_BUFFER = 1000  # buffered `books` updates while a snapshot is awaited
 BOOK_DEPTH = 25  # levels per side in an emitted `books` point
 SNIPPET = 80  # characters of a bad frame quoted in an error
@@ -120,6 +130,11 @@ class OkxAdapter(ExchangeAdapter):
     )
     default_public_ws_url: ClassVar[str] = "wss://ws.okx.com:8443/ws/v5/public"
 
+    def __init__(self, config: ExchangeCollectorConfig) -> None:
+        super().__init__(config)
+        # kept across this collector's connections, so each can fill what the last missed
+        self.newest_trade = NewestTrade()
+
     def endpoints(self) -> list[Endpoint]:
         """The public endpoint (trades, books, tickers) and the business one (candles)."""
         params = self.config.custom_params or {}
@@ -146,13 +161,42 @@ class OkxAdapter(ExchangeAdapter):
 
     def session(self, endpoint: Endpoint) -> OkxSession:
         params = self.config.custom_params or {}
-        backfill = params.get("trade_backfill")
+        backfill, pages = params.get("trade_backfill"), params.get("trade_backfill_pages")
         return OkxSession(
             self.config,
             endpoint,
             params.get("rest_url") or DEFAULT_REST_URL,
             trade_backfill=TRADE_BACKFILL if backfill is None else backfill,
+            backfill_pages=TRADE_BACKFILL_PAGES if pages is None else pages,
+            newest_trade=self.newest_trade,
         )
+
+
+class NewestTrade:
+    """The highest numeric trade id a collector has had (OKX's ids rise per instrument).
+
+    Its connections update it without a lock: two at once (around an upgrade) may set a
+    slightly lower value, which costs at most a page of trades fetched again.
+    """
+
+    __slots__ = ("trade_id",)
+
+    def __init__(self) -> None:
+        self.trade_id: int | None = None
+
+    def saw(self, trade_id: Any) -> None:
+        if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
+            number = int(trade_id)
+            if self.trade_id is None or number > self.trade_id:
+                self.trade_id = number
+
+
+def numeric_id(item: Any) -> int | None:
+    """A REST trade item's tradeId as a number; None if it has none."""
+    trade_id = item.get("tradeId") if type(item) is dict else None
+    if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
+        return int(trade_id)
+    return None
 
 
 def business_url(public_url: str) -> str:
@@ -177,12 +221,16 @@ class OkxSession(ExchangeSession):
         rest_url: str,
         *,
         trade_backfill: int = TRADE_BACKFILL,
+        backfill_pages: int = TRADE_BACKFILL_PAGES,
+        newest_trade: NewestTrade | None = None,
     ):
         self.exchange = OkxAdapter.name
         self.symbol = config.symbol
         self.endpoint = endpoint
         self.rest_url = rest_url
         self.trade_backfill = trade_backfill
+        self.backfill_pages = backfill_pages
+        self.newest_trade = newest_trade or NewestTrade()
         self.books: BooksSync | None = None
         self._handlers: dict[str, Any] = {}
         for arg in endpoint.subscriptions:
@@ -267,10 +315,12 @@ class OkxSession(ExchangeSession):
         return handled
 
     def _backfill_trades(self, handled: Handled) -> None:
-        """The most recent trades, covering what was missed before this subscription, oldest
-        first; REST answers newest first, with items shaped like the pushed ones."""
+        """The trades missed before this subscription, oldest first: the most recent ones
+        and, if those do not reach back to the newest trade had before, older pages until
+        they do. REST answers newest first, with items shaped like the pushed ones."""
         if not self.trade_backfill:
             return
+        since = self.newest_trade.trade_id
         query = {"instId": self.symbol, "limit": self.trade_backfill}
         try:
             items = fetch_okx_rest(
@@ -279,12 +329,51 @@ class OkxSession(ExchangeSession):
         except (OSError, ValueError) as error:
             handled.errors.append(f"trade backfill failed: {reason(error)}")
             return
+        if since is not None:
+            items += self._older_trades(items, since, handled)
+            # what this collector had already: no need to deliver it again
+            items = [item for item in items if (numeric_id(item) or since + 1) > since]
         self._add_trades(reversed(items), handled)
+
+    def _older_trades(self, newer: list, since: int, handled: Handled) -> list:
+        """Pages of trades older than `newer` (newest first) until one at or before `since`,
+        the newest trade had before, is reached; a gap left open is reported."""
+        ids = [numeric_id(item) for item in newer]
+        if not ids or None in ids:
+            return []  # no trades, or ids that cannot be compared: nothing to page by
+        oldest, older, pages = min(ids), [], 0
+        deadline = time.monotonic() + TRADE_BACKFILL_BUDGET
+        while oldest > since + 1:
+            if pages >= self.backfill_pages or time.monotonic() >= deadline:
+                handled.errors.append(
+                    f"trade backfill stopped after {pages} pages of older trades: trade ids "
+                    f"{since + 1} to {oldest - 1} may be missing"
+                )
+                break
+            query = {"instId": self.symbol, "type": "1", "after": oldest, "limit": HISTORY_PAGE}
+            try:
+                page = fetch_okx_rest(
+                    self.rest_url, "/api/v5/market/history-trades", query, TRADE_BACKFILL_TIMEOUT
+                )
+            except (OSError, ValueError) as error:
+                handled.errors.append(
+                    f"trade backfill failed: {reason(error)}; trade ids {since + 1} to "
+                    f"{oldest - 1} may be missing"
+                )
+                break
+            pages += 1
+            page_ids = [numeric_id(item) for item in page]
+            if not page_ids or None in page_ids or min(page_ids) >= oldest:
+                break  # nothing older is kept, or the answer does not page back
+            older += page
+            oldest = min(page_ids)
+        return older
 
     def _add_trades(self, items: Iterable, handled: Handled) -> None:
         """Pushed or fetched trade items -> trade points; a bad item is reported and skipped."""
         points = handled.points
         exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
+        saw = self.newest_trade.saw
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
@@ -304,6 +393,7 @@ class OkxSession(ExchangeSession):
                     },
                 )
                 validate_market_data_point(point)
+                saw(item["tradeId"])
             except (KeyError, TypeError, ValueError, ArithmeticError) as error:
                 handled.errors.append(item_error("trades", error))
                 continue

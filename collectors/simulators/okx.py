@@ -11,6 +11,7 @@ POST /_sim/fault, GET /_sim/stats, GET /_sim/trades?instId=X.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import http
 import ipaddress
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +57,8 @@ REST_BOOKS_PATH = "/api/v5/market/books"
 REST_TRADES_PATH = "/api/v5/market/trades"
 REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
 REST_TRADES_MAX = 500  # and the most it serves
+REST_HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
+REST_HISTORY_TRADES_MAX = 100  # a page of older trades: default and most
 
 FAULT_KINDS = (
     "drop",
@@ -1194,6 +1198,9 @@ class OkxSimulator:
         if url.path == REST_TRADES_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_trades(query)
+        if url.path == REST_HISTORY_TRADES_PATH and request.method == "GET":
+            self.events["rest_requests"] += 1
+            return self._rest_history_trades(query)
         if url.path == "/_sim/fault" and request.method == "POST":
             return self._control_fault(connection.body)
         if url.path == "/_sim/stats" and request.method == "GET":
@@ -1215,7 +1222,7 @@ class OkxSimulator:
             )
         depth = (query.get("sz") or ["1"])[0]
         if not depth.isdigit() or not 1 <= int(depth) <= BOOK_LEVELS:
-            return _json_response(200, {"code": "51000", "msg": "Parameter sz error", "data": []})
+            return _param_error("sz")
         market = self._markets.get(inst_id)
         if market is None:
             return _json_response(
@@ -1232,9 +1239,7 @@ class OkxSimulator:
             )
         limit = (query.get("limit") or [str(REST_TRADES_DEFAULT)])[0]
         if not (limit.isascii() and limit.isdigit()) or not 1 <= int(limit) <= REST_TRADES_MAX:
-            return _json_response(
-                200, {"code": "51000", "msg": "Parameter limit error", "data": []}
-            )
+            return _param_error("limit")
         market = self._markets.get(inst_id)
         if market is None:
             return _json_response(
@@ -1242,6 +1247,44 @@ class OkxSimulator:
             )
         newest = market.generated[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(newest)]
+        return _json_response(200, {"code": "0", "msg": "", "data": data})
+
+    def _rest_history_trades(self, query: dict[str, list[str]]) -> Response:
+        """OKX's older trades, a page at a time, newest first: `type` 1 pages by tradeId
+        (the default), 2 by ts; `after` gives the page just older than it, `before` the
+        page just newer; `limit` up to 100."""
+        inst_id = (query.get("instId") or [""])[0]
+        if not inst_id:
+            return _json_response(
+                400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
+            )
+        params = {name: (query.get(name) or [""])[0] for name in ("type", "after", "before")}
+        limit = (query.get("limit") or [str(REST_HISTORY_TRADES_MAX)])[0]
+        for name, value in (*params.items(), ("limit", limit)):
+            if value and not (value.isascii() and value.isdigit()):
+                return _param_error(name)
+        if params["type"] not in ("", "1", "2"):
+            return _param_error("type")
+        if not 1 <= int(limit) <= REST_HISTORY_TRADES_MAX:
+            return _param_error("limit")
+        if params["type"] == "2" and params["before"]:
+            return _param_error("before")  # OKX pages newer by tradeId only
+        market = self._markets.get(inst_id)
+        if market is None:
+            return _json_response(
+                200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+            )
+        field = 4 if params["type"] == "2" else 0  # ts or tradeId in a record
+        trades = market.generated
+        if params["after"]:
+            end = bisect.bisect_left(trades, int(params["after"]), key=itemgetter(field))
+            page = trades[max(0, end - int(limit)) : end]
+        elif params["before"]:
+            start = bisect.bisect_right(trades, int(params["before"]), key=itemgetter(field))
+            page = trades[start : start + int(limit)]
+        else:
+            page = trades[-int(limit) :]
+        data = [_trade_item(inst_id, record) for record in reversed(page)]
         return _json_response(200, {"code": "0", "msg": "", "data": data})
 
     def _control_fault(self, body: bytes) -> Response:
@@ -1257,6 +1300,10 @@ class OkxSimulator:
             return _json_response(400, {"ok": False, "error": str(exc)})
         self._apply(fault)
         return _json_response(200, {"ok": True, "fault": fault.kind})
+
+
+def _param_error(name: str) -> Response:
+    return _json_response(200, {"code": "51000", "msg": f"Parameter {name} error", "data": []})
 
 
 def _trade_item(inst_id: str, record: tuple[int, str, str, str, int]) -> dict[str, str]:

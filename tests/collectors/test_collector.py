@@ -195,6 +195,38 @@ def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(
     assert sorted(stored) == sorted(generated)  # the unique key keeps each once
 
 
+def test_a_long_outage_of_a_busy_market_is_paged_back_over_rest_without_a_gap(sink):
+    # 2.5 s without a connection at 200 trades a second: far more than the 100 recent
+    # trades, so the rest must come from OKX's history-trades pages
+    simulator = OkxSimulator(seed=11, rate=200.0, linger=10.0)
+    simulator.start()
+    try:
+        collector = started(make_config(simulator, reconnect_delay=2.5), sink)
+        wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 50, 10, message="trades")
+        simulator.fault("drop")
+        wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+        wait_until(lambda: collector.status == "running", 15, message="running again")
+        before = len(simulator.sent_trades("BTC-USDT"))
+        wait_until(
+            lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 50, 10, message="more"
+        )
+        simulator.fault("pause", inst_id="BTC-USDT")  # every trade made was sent or fetched
+        run(collector.stop())
+        sink.flush(10)
+        stats = simulator.stats()
+    finally:
+        simulator.stop()
+
+    generated = [trade["tradeId"] for trade in simulator.generated_trades("BTC-USDT")]
+    sent = {trade["tradeId"] for trade in simulator.sent_trades("BTC-USDT")}
+    assert len([trade_id for trade_id in generated if trade_id not in sent]) >= 300
+    assert sorted(row.trade_id for row in stored_trades()) == sorted(generated)
+    assert stats["rest_requests"] >= 1 + 1 + 2  # recent trades twice, older pages at least 2
+    statistics = collector.get_status()["statistics"]
+    assert statistics["errors"] == 1  # the dropped connection, and no backfill failure
+    assert "closed by the server" in statistics["last_error"]
+
+
 def test_a_missing_pong_triggers_a_reconnect(simulator, sink):
     collector = started(make_config(simulator, ping_interval=0.5, pong_timeout=0.5), sink)
     simulator.fault("stall", seconds=3)

@@ -526,6 +526,24 @@ def test_a_bad_collector_config_gets_every_problem_named():
         assert any(error.startswith(message) for error in errors), (message, errors)
 
 
+def test_the_trade_backfill_tuning_is_checked_too():
+    def errors(**tuning) -> list[str]:
+        config = ExchangeCollectorConfig("okx", "BTC-USDT", [DataType.TRADE], custom_params=tuning)
+        return validate_collector_config(config)
+
+    assert errors(trade_backfill=500, trade_backfill_pages=0) == []
+    assert errors(trade_backfill=None) == []  # the collector's default
+    assert errors(trade_backfill=501) == [
+        "custom_params.trade_backfill: must be at most 500, the most OKX serves, not 501"
+    ]
+    assert errors(trade_backfill_pages=-1) == [
+        "custom_params.trade_backfill_pages: must be a non-negative integer, not -1"
+    ]
+    assert errors(trade_backfill_pages="20") == [
+        "custom_params.trade_backfill_pages: must be a non-negative integer, not '20'"
+    ]
+
+
 def test_a_collector_config_for_an_unknown_exchange_is_named():
     config = ExchangeCollectorConfig("krakenx", "BTC-USDT", [DataType.TRADE])
     assert validate_collector_config(config) == [

@@ -979,3 +979,81 @@ def test_a_bad_backfilled_trade_is_skipped_and_the_others_kept(rest):
     assert [p.data["trade_id"] for p in handled.points] == ["1", "3"]
     [error] = handled.errors
     assert error.startswith("trades item skipped") and "Invalid trade price" in error
+
+
+# trades: paging back over REST to the last trade had before a reconnect --------------------
+
+
+def trades_between(newest: int, oldest: int) -> list[dict]:
+    """Trade items with ids newest..oldest, newest first, as OKX's REST answers."""
+    return [trade(tradeId=str(i), ts=str(1697123456000 + i)) for i in range(newest, oldest - 1, -1)]
+
+
+def reconnected(rest, had: int, **params):
+    """A collector's second connection, after its first delivered trades up to `had`."""
+    okx = adapter(DataType.TRADE, rest_url=rest.url, **params)
+    [public] = okx.endpoints()
+    okx.session(public).handle(push("trades", trades_between(had, had - 2)[::-1]))
+    return okx.session(public)
+
+
+def queries(rest) -> list[tuple[str, dict]]:
+    return [(urlsplit(path).path, parse_qs(urlsplit(path).query)) for path in rest.paths]
+
+
+def test_after_a_long_outage_older_trades_are_paged_back_to_the_last_one_had(rest):
+    rest.answers += [
+        rest_trades(*trades_between(350, 251)),  # the recent 100 do not reach back to 100
+        rest_trades(*trades_between(250, 151)),
+        rest_trades(*trades_between(150, 51)),  # reaches 100: the gap is closed
+    ]
+    handled = reconnected(rest, had=100).handle(TRADES_ACK)
+
+    assert handled.errors == []
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(101, 351)]
+    assert queries(rest)[1:] == [
+        (
+            "/api/v5/market/history-trades",
+            {"instId": ["BTC-USDT"], "type": ["1"], "after": [after], "limit": ["100"]},
+        )
+        for after in ("251", "151")
+    ]
+
+
+def test_recent_trades_that_reach_back_need_no_older_pages(rest):
+    rest.answers.append(rest_trades(*trades_between(150, 51)))
+    handled = reconnected(rest, had=100).handle(TRADES_ACK)
+
+    assert handled.errors == []
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(101, 151)]
+    assert [path for path, _ in queries(rest)] == ["/api/v5/market/trades"]
+
+
+def test_a_gap_too_long_to_page_back_is_reported_with_the_ids_it_may_miss(rest):
+    rest.answers += [rest_trades(*trades_between(500, 401)), rest_trades(*trades_between(400, 301))]
+    handled = reconnected(rest, had=100, trade_backfill_pages=1).handle(TRADES_ACK)
+
+    [error] = handled.errors
+    assert error == (
+        "trade backfill stopped after 1 pages of older trades: trade ids 101 to 300 may be missing"
+    )
+    # what it did fetch is delivered
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(301, 501)]
+
+
+def test_a_failed_page_of_older_trades_is_reported_and_the_rest_delivered(rest):
+    rest.answers += [rest_trades(*trades_between(300, 201)), (503, b"busy")]
+    handled = reconnected(rest, had=100).handle(TRADES_ACK)
+
+    [error] = handled.errors
+    assert error.startswith("trade backfill failed: HTTP Error 503")
+    assert error.endswith("trade ids 101 to 200 may be missing")
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(201, 301)]
+
+
+def test_a_first_subscription_takes_the_recent_trades_only(rest):
+    rest.answers.append(rest_trades(*trades_between(300, 201)))
+    handled = session(DataType.TRADE, rest_url=rest.url).handle(TRADES_ACK)
+
+    assert handled.errors == [] and len(handled.points) == 100
+    assert [path for path, _ in queries(rest)] == ["/api/v5/market/trades"]

@@ -500,6 +500,51 @@ def test_rest_recent_trades_are_the_newest_generated_newest_first_even_unsent(st
     assert simulator.stats()["rest_requests"] == 4
 
 
+def test_rest_history_trades_page_back_by_trade_id_or_time(start_simulator):
+    simulator = start_simulator(rate=1)
+    history = f"{simulator.rest_url}/api/v5/market/history-trades?instId=ETH-USDT"
+    simulator.fault("burst", count=250, inst_id="ETH-USDT")
+    generated = simulator.generated_trades("ETH-USDT")
+    newest_first = generated[::-1]
+
+    def page(query: str = "") -> list[dict]:
+        status, answer = http_json(history + query)
+        assert status == 200 and answer["code"] == "0", answer
+        return answer["data"]
+
+    assert page() == newest_first[:100]  # no cursor: the newest, 100 by default
+    # after=<tradeId>: the page just older than that trade, newest first; paging on from
+    # each page's oldest id walks back through every trade once
+    walked, cursor = [], None
+    while batch := page(f"&limit=70&after={cursor}" if cursor else "&limit=70"):
+        walked.extend(batch)
+        cursor = batch[-1]["tradeId"]
+    assert walked == newest_first
+    middle = generated[120]
+    assert page(f"&after={middle['tradeId']}&limit=5") == generated[115:120][::-1]
+    assert page(f"&type=1&before={middle['tradeId']}&limit=5") == generated[121:126][::-1]
+    # type=2 pages by ts: the trades stamped before that millisecond
+    older = page(f"&type=2&after={middle['ts']}&limit=100")
+    assert older and all(int(t["ts"]) < int(middle["ts"]) for t in older)
+    assert older == [t for t in newest_first if int(t["ts"]) < int(middle["ts"])][:100]
+
+
+def test_rest_history_trades_refuse_what_okx_refuses(start_simulator):
+    simulator = start_simulator()
+    history = f"{simulator.rest_url}/api/v5/market/history-trades"
+
+    def refused(name: str) -> tuple[int, dict]:
+        return 200, {"code": "51000", "msg": f"Parameter {name} error", "data": []}
+
+    for limit in ("0", "101", "ten", "%C2%B2"):
+        assert http_json(f"{history}?instId=ETH-USDT&limit={limit}") == refused("limit")
+    assert http_json(f"{history}?instId=ETH-USDT&after=x1") == refused("after")
+    assert http_json(f"{history}?instId=ETH-USDT&type=3") == refused("type")
+    assert http_json(f"{history}?instId=ETH-USDT&type=2&before=1") == refused("before")
+    assert http_json(f"{history}?instId=NOPE-USDT")[1]["code"] == "51001"
+    assert http_json(history)[0] == 400
+
+
 def test_rest_recent_trades_refuse_what_okx_refuses(start_simulator):
     simulator = start_simulator()
     trades = f"{simulator.rest_url}/api/v5/market/trades"
