@@ -33,7 +33,7 @@ from collectors.factory import ExchangeFactory
 from collectors.heartbeat import WorkerBeat, config_key, heartbeat_of
 from collectors.live_candles import LiveCandles
 from collectors.manager import CollectorManager
-from collectors.storage import StorageSink
+from collectors.storage import StorageSink, newest_stored_trade
 from collectors.types import ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class CollectorHost:
         config = self.load_config(name)
         if config is None:
             return ControlResult(name, self.worker, "not configured", name in self._hosted)
-        return self._call(self._start(config))
+        return self._call(self._start(config, newest_stored_trade(config)))
 
     def stop_collector(self, name: str, reason: str = "requested") -> ControlResult:
         return self._call(self._stop(name, reason))
@@ -209,7 +209,8 @@ class CollectorHost:
     def restart_collector(self, name: str, reason: str = "requested") -> ControlResult:
         """Restart with the configuration stored now; stop it when it is no longer configured."""
         config = self.load_config(name)
-        return self._call(self._restart(name, config, reason))
+        resume = newest_stored_trade(config) if config is not None else None
+        return self._call(self._restart(name, config, reason, resume))
 
     def hosted(self) -> list[str]:
         return sorted(self._hosted)
@@ -317,7 +318,9 @@ class CollectorHost:
 
     # control on the loop -------------------------------------------------------------
 
-    async def _start(self, config: ExchangeCollectorConfig) -> ControlResult:
+    async def _start(
+        self, config: ExchangeCollectorConfig, resume_after: str | None = None
+    ) -> ControlResult:
         name = config.name
         async with self._locks[name]:
             if self._closing:
@@ -339,6 +342,8 @@ class CollectorHost:
             except ValueError as error:
                 await asyncio.to_thread(leases.release, self.client, name, self.owner)
                 return ControlResult(name, self.worker, "invalid configuration", False, str(error))
+            if resume_after is not None:  # a failover: fill in what the last host missed
+                collector.adapter.resume_after_trade(resume_after)
             entry = Hosted(collector, config_key(config), sent_at + self.lease_ttl)
             collector.sink = LeaseFence(self.sink, entry)
             self.manager.add_collector(collector)
@@ -375,7 +380,11 @@ class CollectorHost:
             await asyncio.to_thread(self._forget, name, entry)
 
     async def _restart(
-        self, name: str, config: ExchangeCollectorConfig | None, reason: str
+        self,
+        name: str,
+        config: ExchangeCollectorConfig | None,
+        reason: str,
+        resume_after: str | None = None,
     ) -> ControlResult:
         entry = self._hosted.get(name)
         if entry is None:
@@ -391,15 +400,19 @@ class CollectorHost:
             if key == entry.config:
                 live = await entry.collector.restart()
             else:
-                live = await self._replace(entry, config, key)
+                live = await self._replace(entry, config, key, resume_after)
             await asyncio.to_thread(self._publish, {name})
         detail = reason if live else f"{reason}; not connected yet, still trying"
         return ControlResult(name, self.worker, "restarted", True, detail)
 
-    async def _replace(self, entry: Hosted, config: ExchangeCollectorConfig, key: str) -> bool:
+    async def _replace(
+        self, entry: Hosted, config: ExchangeCollectorConfig, key: str, resume_after: str | None
+    ) -> bool:
         """Swap in a collector built from the changed configuration, keeping its restart count."""
         old = entry.collector
         new = ExchangeFactory.create_collector(config)
+        if resume_after is not None:
+            new.adapter.resume_after_trade(resume_after)
         await old.stop()
         self.manager.remove_collector(old.name)
         new.restarts = old.restarts + 1

@@ -14,7 +14,7 @@ from collectors import leases
 from collectors.factory import ExchangeFactory
 from collectors.live_candles import LiveCandles
 from collectors.manager import CollectorManager
-from collectors.storage import StorageSink
+from collectors.storage import StorageSink, newest_stored_trade
 from collectors.types import ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,9 @@ def run_collectors(
     publish_to = leases.redis_client() if settings.REDIS_URL else None
     manager = CollectorManager(sink=sink, live_candles=LiveCandles(publish_to=publish_to))
     for collector in collectors:
+        resume_after = newest_stored_trade(collector.config)
+        if resume_after is not None:  # fill in what the last run missed
+            collector.adapter.resume_after_trade(resume_after)
         manager.add_collector(collector)
 
     async def main() -> None:

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,12 @@ import orjson
 import psycopg
 from django.conf import settings
 
-from collectors.types import DataType, MarketDataPoint, validate_market_data_point
+from collectors.types import (
+    DataType,
+    ExchangeCollectorConfig,
+    MarketDataPoint,
+    validate_market_data_point,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -940,3 +945,22 @@ class StorageSink:
                 return
             self._spilling = True
         self._spill_memory(keep=0)
+
+
+def newest_stored_trade(config: ExchangeCollectorConfig) -> str | None:
+    """Where a starting collector's trades may resume: the newest trade stored for its
+    market, if within COLLECTOR_BACKFILL_WINDOW seconds; None if there is none (or the
+    database cannot say), and the collector takes the exchange's recent trades only."""
+    window = settings.COLLECTOR_BACKFILL_WINDOW
+    if not window or DataType.TRADE not in config.data_types:
+        return None
+    from django.db import DatabaseError
+
+    from marketdata.selectors import newest_trade_id
+
+    since = datetime.now(UTC) - timedelta(seconds=window)
+    try:
+        return newest_trade_id(config.exchange, config.symbol, since)
+    except DatabaseError as error:
+        logger.warning("%s: newest stored trade unknown (%s)", config.name, error)
+        return None

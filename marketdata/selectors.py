@@ -137,6 +137,12 @@ def latest_ticker(exchange: str, symbol: str, as_of: datetime | None = None) -> 
     return latest_market_data(exchange, symbol, "ticker", as_of)
 
 
+def newest_trade_id(exchange: str, symbol: str, since: datetime) -> str | None:
+    """The trade id of the newest trade stored for a market, if it is stamped since then."""
+    newest = RawTrade.objects.filter(exchange=exchange, symbol=symbol, timestamp__gte=since)
+    return newest.order_by("-timestamp", "-id").values_list("trade_id", flat=True).first()
+
+
 def fetch_values(
     queryset: QuerySet, fields: tuple[str, ...], *, as_text: frozenset[str] = frozenset()
 ) -> list[dict[str, Any]]:

@@ -75,3 +75,10 @@ class ExchangeAdapter(ABC):
 
     @abstractmethod
     def session(self, endpoint: Endpoint) -> ExchangeSession: ...
+
+    def resume_after_trade(self, trade_id: str) -> None:
+        """The newest trade already stored: the first subscription may fill in from there.
+
+        An adapter that cannot fetch missed trades ignores it.
+        """
+        return None

@@ -135,6 +135,9 @@ class OkxAdapter(ExchangeAdapter):
         # kept across this collector's connections, so each can fill what the last missed
         self.newest_trade = NewestTrade()
 
+    def resume_after_trade(self, trade_id: str) -> None:
+        self.newest_trade.saw(trade_id)
+
     def endpoints(self) -> list[Endpoint]:
         """The public endpoint (trades, books, tickers) and the business one (candles)."""
         params = self.config.custom_params or {}

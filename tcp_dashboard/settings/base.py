@@ -269,3 +269,7 @@ COLLECTOR_LEASE_TTL = env_number("COLLECTOR_LEASE_TTL", 15.0, minimum=0.5)
 COLLECTOR_HEARTBEAT_INTERVAL = env_number("COLLECTOR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
 # Seconds the storage sink lets the oldest unwritten row wait before writing its batch.
 COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=0.001)
+# A collector that starts fills in the trades its market made since the newest one stored,
+# if that one is at most this many seconds old (a failover, a restart); else it takes the
+# exchange's recent trades only.
+COLLECTOR_BACKFILL_WINDOW = env_number("COLLECTOR_BACKFILL_WINDOW", 900.0, minimum=0)

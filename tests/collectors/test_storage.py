@@ -16,9 +16,10 @@ from collectors.storage import (
     SpillDirectoryBusy,
     StorageSink,
     list_spill_files,
+    newest_stored_trade,
     point_to_row,
 )
-from collectors.types import DataType, MarketDataPoint
+from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
 from marketdata.models import MarketData, RawTrade
 from tests.conftest import wait_until
 from tests.tcp_proxy import TcpProxy
@@ -430,3 +431,30 @@ def test_the_sqlite_path_stores_trades_once_and_market_data(make_sink, tmp_path)
     stats = sink.stats()
     assert (stats["trades_inserted"], stats["duplicates_ignored"]) == (2, 2)
     assert stats_add_up(stats)
+
+
+def test_a_starting_collector_resumes_after_the_newest_recent_stored_trade(settings):
+    settings.COLLECTOR_BACKFILL_WINDOW = 600
+    now = datetime.now(UTC)
+    for trade_id, age in (("7", 700), ("8", 300), ("10", 60), ("9", 120)):
+        RawTrade.objects.create(
+            exchange="okx",
+            symbol="BTC-USDT",
+            trade_id=trade_id,
+            price=Decimal("1"),
+            size=Decimal("1"),
+            side="buy",
+            timestamp=now - timedelta(seconds=age),
+        )
+    trades = ExchangeCollectorConfig("okx", "BTC-USDT", [DataType.TRADE])
+
+    assert newest_stored_trade(trades) == "10"
+    assert newest_stored_trade(ExchangeCollectorConfig("okx", "ETH-USDT", [DataType.TRADE])) is None
+    assert (
+        newest_stored_trade(ExchangeCollectorConfig("okx", "BTC-USDT", [DataType.TICKER])) is None
+    )
+    RawTrade.objects.filter(trade_id__in=["8", "9", "10"]).delete()
+    assert newest_stored_trade(trades) is None  # 700 s old: outside the window
+    settings.COLLECTOR_BACKFILL_WINDOW = 0
+    RawTrade.objects.filter(trade_id="7").update(timestamp=now)
+    assert newest_stored_trade(trades) is None  # turned off
