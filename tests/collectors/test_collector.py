@@ -1,5 +1,6 @@
 """Collectors over real sockets against the OKX simulator, storing into real PostgreSQL."""
 
+import contextlib
 import threading
 import time
 from datetime import UTC, datetime
@@ -84,6 +85,26 @@ def assert_every_sent_trade_stored_once(simulator, symbol="BTC-USDT"):
         assert row.side == item["side"]
         assert row.timestamp == datetime.fromtimestamp(int(item["ts"]) / 1000, UTC)
     return len(sent)
+
+
+def assert_every_trade_made_stored_once(simulator, unsent_at_least: int, symbol="BTC-USDT"):
+    """Every trade the simulator made is stored once, at least that many it never sent."""
+    generated = [trade["tradeId"] for trade in simulator.generated_trades(symbol)]
+    sent = {trade["tradeId"] for trade in simulator.sent_trades(symbol)}
+    assert len([trade_id for trade_id in generated if trade_id not in sent]) >= unsent_at_least
+    stored = [row.trade_id for row in stored_trades(symbol)]
+    assert sorted(stored) == sorted(generated)  # the unique key keeps each once
+
+
+@contextlib.contextmanager
+def busy_simulator(seed: int, linger: float):
+    """A market of 200 trades a second that trades on for `linger` s with no one connected."""
+    simulator = OkxSimulator(seed=seed, rate=200.0, linger=linger)
+    simulator.start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
 
 
 def test_it_stores_every_trade_with_exact_values(simulator, sink):
@@ -189,20 +210,13 @@ def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(
     run(collector.stop())
     sink.flush(10)
 
-    generated = [trade["tradeId"] for trade in simulator.generated_trades("BTC-USDT")]
-    sent = {trade["tradeId"] for trade in simulator.sent_trades("BTC-USDT")}
-    missed = [trade_id for trade_id in generated if trade_id not in sent]
-    assert len(missed) >= 40
-    stored = [row.trade_id for row in stored_trades()]
-    assert sorted(stored) == sorted(generated)  # the unique key keeps each once
+    assert_every_trade_made_stored_once(simulator, unsent_at_least=40)
 
 
 def test_a_long_outage_of_a_busy_market_is_paged_back_over_rest_without_a_gap(sink):
     # 2.5 s without a connection at 200 trades a second: far more than the 100 recent
     # trades, so the rest must come from OKX's history-trades pages
-    simulator = OkxSimulator(seed=11, rate=200.0, linger=10.0)
-    simulator.start()
-    try:
+    with busy_simulator(seed=11, linger=10.0) as simulator:
         collector = started(make_config(simulator, reconnect_delay=2.5), sink)
         wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 50, 10, message="trades")
         simulator.fault("drop")
@@ -216,13 +230,8 @@ def test_a_long_outage_of_a_busy_market_is_paged_back_over_rest_without_a_gap(si
         run(collector.stop())
         sink.flush(10)
         stats = simulator.stats()
-    finally:
-        simulator.stop()
 
-    generated = [trade["tradeId"] for trade in simulator.generated_trades("BTC-USDT")]
-    sent = {trade["tradeId"] for trade in simulator.sent_trades("BTC-USDT")}
-    assert len([trade_id for trade_id in generated if trade_id not in sent]) >= 300
-    assert sorted(row.trade_id for row in stored_trades()) == sorted(generated)
+    assert_every_trade_made_stored_once(simulator, unsent_at_least=300)
     assert stats["rest_requests"] >= 1 + 1 + 2  # recent trades twice, older pages at least 2
     statistics = collector.get_status()["statistics"]
     assert statistics["errors"] == 1  # the dropped connection, and no backfill failure
@@ -233,10 +242,8 @@ def test_a_collector_started_anew_fills_in_from_the_newest_stored_trade(sink):
     # A new run (as after a failover or a restart of `collect`) knows its market's trades
     # only from the database: 3 s without a collector at 200 trades a second is far more
     # than the 100 recent trades.
-    simulator = OkxSimulator(seed=13, rate=200.0, linger=15.0)
-    simulator.start()
-    configs = [make_config(simulator)]
-    try:
+    with busy_simulator(seed=13, linger=15.0) as simulator:
+        configs = [make_config(simulator)]
         run_collectors(configs, duration=1.5, sink=sink)
         sink.flush(10)
         stored_before = len(stored_trades())
@@ -264,13 +271,8 @@ def test_a_collector_started_anew_fills_in_from_the_newest_stored_trade(sink):
             second.join(timeout=30)
         sink.flush(10)
         stats = simulator.stats()
-    finally:
-        simulator.stop()
 
-    generated = [trade["tradeId"] for trade in simulator.generated_trades("BTC-USDT")]
-    sent = {trade["tradeId"] for trade in simulator.sent_trades("BTC-USDT")}
-    assert len([trade_id for trade_id in generated if trade_id not in sent]) >= 400
-    assert sorted(row.trade_id for row in stored_trades()) == sorted(generated)
+    assert_every_trade_made_stored_once(simulator, unsent_at_least=400)
     assert stats["rest_requests"] >= 1 + 1 + 3  # recent trades twice, older pages at least 3
 
 
