@@ -188,18 +188,21 @@ class NewestTrade:
         self.trade_id: int | None = None
 
     def saw(self, trade_id: Any) -> None:
-        if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
-            number = int(trade_id)
-            if self.trade_id is None or number > self.trade_id:
-                self.trade_id = number
+        number = trade_number(trade_id)
+        if number is not None and (self.trade_id is None or number > self.trade_id):
+            self.trade_id = number
+
+
+def trade_number(trade_id: Any) -> int | None:
+    """An OKX tradeId ("123") as a number; None for anything else."""
+    if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
+        return int(trade_id)
+    return None
 
 
 def numeric_id(item: Any) -> int | None:
     """A REST trade item's tradeId as a number; None if it has none."""
-    trade_id = item.get("tradeId") if type(item) is dict else None
-    if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
-        return int(trade_id)
-    return None
+    return trade_number(item.get("tradeId")) if type(item) is dict else None
 
 
 def business_url(public_url: str) -> str:
@@ -335,7 +338,7 @@ class OkxSession(ExchangeSession):
         if since is not None:
             items += self._older_trades(items, since, handled)
             # what this collector had already: no need to deliver it again
-            items = [item for item in items if (numeric_id(item) or since + 1) > since]
+            items = [item for item in items if (n := numeric_id(item)) is None or n > since]
         self._add_trades(reversed(items), handled)
 
     def _older_trades(self, newer: list, since: int, handled: Handled) -> list:
