@@ -29,6 +29,7 @@ from django.db.models.functions import Now
 from psycopg.types.datetime import TimestamptzLoader
 
 from collectors.types import DataType, MarketDataPoint
+from marketdata.times import utc_text
 
 TIMEFRAMES: dict[str, int] = {
     "1s": 1,
@@ -177,13 +178,6 @@ class CandleValue:
     vwap: Decimal
     trade_count: int
     is_final: bool = True
-
-
-def utc_text(value: datetime) -> str:
-    """ISO 8601 in UTC with a Z, as the API and the live candle messages write times."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat()[:-6] + "Z"
 
 
 def candle_message(candle: CandleValue) -> dict[str, object]:

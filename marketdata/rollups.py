@@ -136,17 +136,6 @@ WITH buckets AS MATERIALIZED (
 MARKET_SQL = "AND exchange = %(exchange)s AND symbol = %(symbol)s"
 
 
-def parse_utc(text: str) -> datetime:
-    """An ISO 8601 date or time as an aware UTC datetime; naive means UTC. ValueError if bad."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 date or time: {text!r}") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
-
-
 def closed_until(
     timeframe: str, now: datetime | None = None, grace: timedelta = DEFAULT_GRACE
 ) -> datetime:

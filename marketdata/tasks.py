@@ -6,7 +6,8 @@ from datetime import timedelta
 from celery import shared_task
 from django.db import connection
 
-from marketdata.rollups import parse_utc, rollup_recent_candles
+from marketdata.rollups import rollup_recent_candles
+from marketdata.times import parse_time
 
 
 @shared_task(name="marketdata.ping", time_limit=30, soft_time_limit=20)
@@ -27,10 +28,10 @@ def rollup_candles(
 ) -> dict:
     """Rebuild the recently closed candles from `raw_trades`, folding in late trades.
 
-    `now` (ISO 8601) pins the window, so a retried run does the same work; idempotent.
+    `now` (ISO 8601 or epoch ms) pins the window, so a retried run does the same work; idempotent.
     """
     written = rollup_recent_candles(
-        now=parse_utc(now) if now else None,
+        now=parse_time(now) if now else None,
         lookback=None if lookback_seconds is None else timedelta(seconds=lookback_seconds),
         exchange=exchange,
         symbol=symbol,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.http import QueryDict
@@ -22,6 +22,7 @@ from collectors.exchanges import supported_exchanges
 from marketdata import candles
 from marketdata.api.pagination import Cursor, PageRequest, decode_cursor
 from marketdata.selectors import CandleFilter, MarketDataFilter, TradeFilter
+from marketdata.times import parse_time
 
 TIMEFRAMES = tuple(candles.TIMEFRAMES)  # the widths the `candles` table holds
 TRADE_SIDES = ("buy", "sell")
@@ -33,9 +34,6 @@ FALSE_WORDS = ("false", "0", "no")
 # Parameters DRF itself reads: the renderer override (?format=csv).
 FRAMEWORK_PARAMETERS = ("format",)
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-EPOCH_MILLIS = re.compile(r"[0-9]{1,15}")
-MAX_EPOCH_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,49}")
 MAX_TEXT = 200
 ECHO = 40  # characters of a bad value quoted back
@@ -43,28 +41,6 @@ ECHO = 40  # characters of a bad value quoted back
 
 def _quote(value: str) -> str:
     return repr(value[:ECHO] + ("..." if len(value) > ECHO else ""))
-
-
-def parse_time(text: str) -> datetime:
-    """An aware UTC datetime from ISO 8601 or epoch milliseconds; ValueError otherwise."""
-    text = text.strip()
-    if EPOCH_MILLIS.fullmatch(text):
-        millis = int(text)
-        if millis > MAX_EPOCH_MILLIS:
-            raise ValueError("is after the year 9999")
-        return EPOCH + timedelta(milliseconds=millis)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            "is not a time: give ISO 8601 (2024-01-31T12:00:00Z) or epoch milliseconds"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValueError("is out of range") from None
 
 
 class QueryReader:

@@ -13,8 +13,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from marketdata.candles import utc_text
 from marketdata.models import MarketData
+from marketdata.times import utc_text
 
 
 def time_text(value: datetime | None) -> str | None:

@@ -15,9 +15,9 @@ from marketdata.candles import (
     Trade,
     candle_message,
     fold_trades,
-    utc_text,
 )
 from marketdata.models import Candle, RawTrade
+from marketdata.times import utc_text
 from tests.collectors.conftest import make_config, run
 from tests.conftest import free_port, wait_until
 

@@ -87,7 +87,8 @@ def test_it_says_so_when_the_market_has_no_trades():
     [
         (["--timeframe", "2m"], "unknown timeframe '2m'"),
         (["--timeframe", "1m", "--from-timeframe", "1h"], "1m candles cannot be built from 1h"),
-        (["--timeframe", "1m", "--start", "yesterday"], "not an ISO 8601"),
+        (["--timeframe", "1m", "--start", "yesterday"], "--start is not a time: give ISO 8601"),
+        (["--timeframe", "1m", "--end", "9999-12-31T23:00:00-05:00"], "--end is out of range"),
         (["--timeframe", "1m", "--start", "2024-03-09", "--end", "2024-03-08"], "after --start"),
     ],
 )

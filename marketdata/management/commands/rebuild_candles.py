@@ -3,12 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from marketdata.candles import TIMEFRAMES, timeframe_seconds
-from marketdata.rollups import (
-    derive_stored_candles,
-    parse_utc,
-    rebuild_candles,
-    stored_trade_range,
-)
+from marketdata.rollups import derive_stored_candles, rebuild_candles, stored_trade_range
+from marketdata.times import parse_time
 
 
 class Command(BaseCommand):
@@ -26,8 +22,13 @@ class Command(BaseCommand):
             required=True,
             help=f"One or more, comma-separated, of {', '.join(TIMEFRAMES)}.",
         )
-        parser.add_argument("--start", help="ISO 8601, UTC unless it says otherwise.")
-        parser.add_argument("--end", help="ISO 8601 (exclusive), UTC unless it says otherwise.")
+        parser.add_argument(
+            "--start", help="ISO 8601 (UTC unless it says otherwise) or epoch milliseconds."
+        )
+        parser.add_argument(
+            "--end",
+            help="ISO 8601 (UTC unless it says otherwise) or epoch milliseconds; exclusive.",
+        )
         parser.add_argument(
             "--from-timeframe",
             help="Derive from these stored candles instead of from the trades.",
@@ -63,8 +64,8 @@ class Command(BaseCommand):
             )
 
     def _range(self, exchange, symbol, start, end):
-        first = parse_utc(start) if start else None
-        last = parse_utc(end) if end else None
+        first = self._time("--start", start)
+        last = self._time("--end", end)
         if first is None or last is None:
             stored = stored_trade_range(exchange, symbol)
             if stored is None:
@@ -72,3 +73,10 @@ class Command(BaseCommand):
             first = first or stored[0]
             last = last or stored[1]
         return first, last
+
+    @staticmethod
+    def _time(option: str, text: str | None):
+        try:
+            return parse_time(text) if text else None
+        except ValueError as error:
+            raise ValueError(f"{option} {error}") from None

@@ -1,0 +1,42 @@
+"""Times as the platform reads and writes them: aware UTC datetimes, ISO 8601 with a Z."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_MILLIS = re.compile(r"[0-9]{1,15}")
+MAX_EPOCH_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+def utc_text(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z, as the API and the live candle messages write times."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat()[:-6] + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 (naive means UTC) or epoch milliseconds.
+
+    ValueError otherwise, with a message that reads after the parameter's name.
+    """
+    text = text.strip()
+    if EPOCH_MILLIS.fullmatch(text):
+        millis = int(text)
+        if millis > MAX_EPOCH_MILLIS:
+            raise ValueError("is after the year 9999")
+        return EPOCH + timedelta(milliseconds=millis)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "is not a time: give ISO 8601 (2024-01-31T12:00:00Z) or epoch milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("is out of range") from None
