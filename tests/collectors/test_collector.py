@@ -192,43 +192,37 @@ def lingering_simulator():
     sim.stop()
 
 
+def collect_through_a_reconnect(simulator, sink, reconnect_delay: float, trades: int):
+    """Collect `trades` trades, lose the connection for `reconnect_delay` s, collect as many
+    again, then stop the market (so every trade made was sent or fetched) and the collector."""
+    collector = started(make_config(simulator, reconnect_delay=reconnect_delay), sink)
+    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= trades, 10, message="trades")
+    simulator.fault("drop")
+    wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+    wait_until(lambda: collector.status == "running", 15, message="running again")
+    before = len(simulator.sent_trades("BTC-USDT"))
+    wait_until(
+        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + trades, 10, message="more"
+    )
+    simulator.fault("pause", inst_id="BTC-USDT")
+    run(collector.stop())
+    sink.flush(10)
+    return collector
+
+
 def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(
     lingering_simulator, sink
 ):
-    simulator = lingering_simulator
     # 1.2 s without a connection at 50 trades a second: well within the 100 fetched
-    collector = started(make_config(simulator, reconnect_delay=1.2), sink)
-    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, 10, message="20 trades")
-    simulator.fault("drop")
-    wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
-    wait_until(lambda: collector.status == "running", 10, message="running again")
-    before = len(simulator.sent_trades("BTC-USDT"))
-    wait_until(
-        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 20, 10, message="more trades"
-    )
-    simulator.fault("pause", inst_id="BTC-USDT")  # so that every trade made was sent or fetched
-    run(collector.stop())
-    sink.flush(10)
-
-    assert_every_trade_made_stored_once(simulator, unsent_at_least=40)
+    collect_through_a_reconnect(lingering_simulator, sink, reconnect_delay=1.2, trades=20)
+    assert_every_trade_made_stored_once(lingering_simulator, unsent_at_least=40)
 
 
 def test_a_long_outage_of_a_busy_market_is_paged_back_over_rest_without_a_gap(sink):
     # 2.5 s without a connection at 200 trades a second: far more than the 100 recent
     # trades, so the rest must come from OKX's history-trades pages
     with busy_simulator(seed=11, linger=10.0) as simulator:
-        collector = started(make_config(simulator, reconnect_delay=2.5), sink)
-        wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 50, 10, message="trades")
-        simulator.fault("drop")
-        wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
-        wait_until(lambda: collector.status == "running", 15, message="running again")
-        before = len(simulator.sent_trades("BTC-USDT"))
-        wait_until(
-            lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 50, 10, message="more"
-        )
-        simulator.fault("pause", inst_id="BTC-USDT")  # every trade made was sent or fetched
-        run(collector.stop())
-        sink.flush(10)
+        collector = collect_through_a_reconnect(simulator, sink, reconnect_delay=2.5, trades=50)
         stats = simulator.stats()
 
     assert_every_trade_made_stored_once(simulator, unsent_at_least=250)
