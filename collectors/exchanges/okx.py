@@ -30,6 +30,7 @@ from __future__ import annotations
 import http.client
 import re
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections import deque
@@ -90,6 +91,7 @@ TRADE_BACKFILL_TIMEOUT = 2.0  # seconds; the fetch holds up the receive loop it 
 TRADE_BACKFILL_PAGES = 20
 TRADE_BACKFILL_BUDGET = 10.0
 HISTORY_PAGE = 100  # the most OKX's history-trades serves at once
+RATE_LIMIT_PAUSE = 0.5  # seconds before asking again after "Too Many Requests"
 UPDATE_BUFFER = 1000  # buffered `books` updates while a snapshot is awaited
 BOOK_DEPTH = 25  # levels per side in an emitted `books` point
 SNIPPET = 80  # characters of a bad frame quoted in an error
@@ -361,6 +363,9 @@ class OkxSession(ExchangeSession):
                 page = fetch_okx_rest(
                     self.rest_url, "/api/v5/market/history-trades", query, TRADE_BACKFILL_TIMEOUT
                 )
+            except RateLimited:  # OKX allows 20 of these a 2 s per IP: wait, within the budget
+                time.sleep(max(0.0, min(RATE_LIMIT_PAUSE, deadline - time.monotonic())))
+                continue
             except (OSError, ValueError) as error:
                 handled.errors.append(
                     f"trade backfill failed: {reason(error)}; trade ids {since + 1} to "
@@ -724,6 +729,10 @@ def fetch_okx_book_snapshot(
     return data[0]
 
 
+class RateLimited(OSError):
+    """OKX answered "Too Many Requests" (HTTP 429 or code 50011): ask again shortly."""
+
+
 def fetch_okx_rest(
     rest_url: str, path: str, query: dict[str, Any], timeout: float = REST_TIMEOUT
 ) -> list:
@@ -741,11 +750,16 @@ def fetch_okx_rest(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        if error.code == 429:
+            raise RateLimited(str(error)) from None
+        raise
     except http.client.HTTPException as error:  # a truncated or garbled HTTP answer
         raise OSError(f"okx REST answer unreadable: {error!r}") from None
     if type(body) is not dict or body.get("code") != "0":
         code, text = (body.get("code"), body.get("msg")) if type(body) is dict else (None, None)
-        raise ValueError(f"okx REST error {code}: {str(text)[:200]}")
+        message = f"okx REST error {code}: {str(text)[:200]}"
+        raise RateLimited(message) if code == "50011" else ValueError(message)
     data = body.get("data")
     if type(data) is not list:
         raise ValueError("okx REST answer holds no data list")

@@ -14,7 +14,12 @@ import pytest
 
 from collectors.exchanges import adapter_class
 from collectors.exchanges.base import Endpoint, FrameError
-from collectors.exchanges.okx import OkxAdapter, OkxSession, fetch_okx_book_snapshot
+from collectors.exchanges.okx import (
+    RATE_LIMIT_PAUSE,
+    OkxAdapter,
+    OkxSession,
+    fetch_okx_book_snapshot,
+)
 from collectors.types import DataType, ExchangeCollectorConfig
 
 SYMBOL = "BTC-USDT"
@@ -1057,3 +1062,36 @@ def test_a_first_subscription_takes_the_recent_trades_only(rest):
 
     assert handled.errors == [] and len(handled.points) == 100
     assert [path for path, _ in queries(rest)] == ["/api/v5/market/trades"]
+
+
+@pytest.mark.parametrize(
+    "too_many",
+    [
+        (429, b'{"code":"50011","msg":"Too Many Requests"}'),
+        rest_trades(code="50011", msg="Too Many Requests"),
+    ],
+)
+def test_a_rate_limited_page_is_asked_for_again(rest, too_many):
+    rest.answers += [rest_trades(*trades_between(300, 201)), too_many]
+    rest.answers.append(rest_trades(*trades_between(200, 101)))
+    started = time.monotonic()
+    handled = reconnected(rest, had=100).handle(TRADES_ACK)
+
+    assert handled.errors == []
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(101, 301)]
+    history = [query["after"] for path, query in queries(rest) if path.endswith("history-trades")]
+    assert history == [["201"], ["201"]]
+    assert time.monotonic() - started >= RATE_LIMIT_PAUSE  # it waited before asking again
+
+
+def test_a_rate_limit_that_outlasts_the_budget_is_reported(rest, monkeypatch):
+    monkeypatch.setattr("collectors.exchanges.okx.TRADE_BACKFILL_BUDGET", 1.2)
+    rest.answers.append(rest_trades(*trades_between(300, 201)))
+    rest.answers += [rest_trades(code="50011", msg="Too Many Requests")] * 10
+    handled = reconnected(rest, had=100).handle(TRADES_ACK)
+
+    [error] = handled.errors
+    assert error == (
+        "trade backfill stopped after 0 pages of older trades: trade ids 101 to 200 may be missing"
+    )
+    assert [p.data["trade_id"] for p in handled.points] == [str(i) for i in range(201, 301)]
