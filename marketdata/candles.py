@@ -386,8 +386,9 @@ def _flat_candle(previous: CandleValue, timestamp: datetime) -> CandleValue:
         high=price,
         low=price,
         close=price,
-        volume=ZERO,
-        quote_volume=ZERO,
+        # zero, at the scale of the candle before (0.00000000 as stored, not 0)
+        volume=previous.volume * 0,
+        quote_volume=previous.quote_volume * 0,
         vwap=price,
         trade_count=0,
     )

@@ -14,16 +14,19 @@ bound lets the index stop the scan early.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 from django.db.models import JSONField, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from marketdata.candles import CANDLE_FIELDS, CandleValue, fill_gaps, floor_boundary
 from marketdata.models import Candle, MarketData, RawTrade
+from marketdata.rollups import closed_until
 
 # How far an exchange's clock may run ahead of ours and still be in an `as_of` read.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -52,6 +55,7 @@ class CandleFilter:
     end: datetime | None = None
     include_partial: bool = False
     as_of: datetime | None = None
+    fill: bool = False  # every closed interval, empty ones at the previous close
 
 
 @dataclass(slots=True, frozen=True)
@@ -107,6 +111,29 @@ def candles(query: CandleFilter) -> QuerySet[Candle]:
     elif not query.include_partial:
         queryset = queryset.filter(is_final=True)
     return queryset.order_by("timestamp", "id")
+
+
+def filled_candles(query: CandleFilter, now: datetime | None = None) -> list[CandleValue]:
+    """A candle for every interval stamped in (start, end] that had closed by `as_of`, or
+    else by now, oldest first: the stored final ones, and each empty interval after the
+    first stored one flat at the previous close with no volume (`marketdata.candles.fill_gaps`).
+    Needs start and end."""
+    if query.start is None or query.end is None:
+        raise ValueError("a filled series needs start and end")
+    moment = query.as_of or now or datetime.now(UTC)
+    grace = timedelta(seconds=settings.CANDLE_GRACE)
+    try:
+        end = min(query.end, closed_until(query.timeframe, moment, grace))
+    except OverflowError:  # an as_of within the grace period of the year 1: nothing closed
+        return []
+    if end <= query.start:  # nothing in the range has closed yet
+        return []
+    final = replace(query, include_partial=False)
+    before = candles(replace(final, start=None, end=query.start)).order_by("-timestamp", "-id")
+    stored = list(before.values_list(*CANDLE_FIELDS)[:1])
+    stored += candles(replace(final, end=end)).values_list(*CANDLE_FIELDS)
+    values = [CandleValue(*row) for row in stored]
+    return fill_gaps(values, floor_boundary(query.start, query.timeframe), end, query.timeframe)
 
 
 def market_data(query: MarketDataFilter) -> QuerySet[MarketData]:

@@ -206,6 +206,7 @@ def candle_query(query: QueryDict) -> tuple[CandleFilter, PageRequest]:
             "end",
             "include_partial",
             "as_of",
+            "fill",
             *PAGE_NAMES,
         ),
     )
@@ -218,7 +219,10 @@ def candle_query(query: QueryDict) -> tuple[CandleFilter, PageRequest]:
         reader.error(
             "include_partial", "include_partial cannot be used with as_of (final candles only)"
         )
+    fill = reader.boolean("fill")
     page = reader.page(default_order="asc")
+    if fill:
+        check_fill(reader, timeframe, start, end, include_partial)
     reader.done()
     return CandleFilter(
         exchange=exchange,
@@ -228,7 +232,35 @@ def candle_query(query: QueryDict) -> tuple[CandleFilter, PageRequest]:
         end=end,
         include_partial=include_partial,
         as_of=as_of,
+        fill=fill,
     ), page
+
+
+def check_fill(
+    reader: QueryReader,
+    timeframe: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    include_partial: bool,
+) -> None:
+    """A filled series comes whole, in one answer: it needs a range of a bounded size."""
+    for name in ("start", "end"):
+        if name not in reader.query:
+            reader.error(name, f"{name} is required with fill=true")
+    if include_partial:
+        reader.error("include_partial", "fill=true covers closed intervals only")
+    for name in ("cursor", "limit"):
+        if name in reader.query:
+            reader.error(name, f"fill=true answers the whole range at once; leave out {name}")
+    maximum = settings.API_MAX_PAGE_SIZE
+    if timeframe is not None and start is not None and end is not None and end > start:
+        intervals = (end - start) // candles.timeframe_delta(timeframe)
+        if intervals > maximum:
+            reader.error(
+                "end",
+                f"fill=true answers at most {maximum} candles; start to end holds "
+                f"{intervals} {timeframe} intervals, so split the range",
+            )
 
 
 def market_data_query(query: QueryDict) -> tuple[MarketDataFilter, PageRequest]:
@@ -377,6 +409,14 @@ def candle_parameters() -> list[OpenApiParameter]:
             "as_of",
             "Point in time: only candles that were final by then, as they were.",
             "2024-01-02T00:00:00Z",
+        ),
+        _query(
+            "fill",
+            OpenApiTypes.BOOL,
+            "A candle for every closed interval from start to end, in one answer: an "
+            "interval without trades gets one at the previous close, with no volume and "
+            "trade_count 0 (none before the first stored candle). Needs start and end; not "
+            "with include_partial, cursor or limit.",
         ),
         *_page("asc"),
     ]

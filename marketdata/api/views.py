@@ -29,6 +29,7 @@ from marketdata.api.serializers import (
     TradePageSerializer,
     TradeSerializer,
 )
+from marketdata.candles import CandleValue
 from tcp_dashboard.health import system_health
 
 DETAIL = {
@@ -128,8 +129,9 @@ class CandleList(ApiView):
         summary="OHLCV candles",
         description=(
             "Candles from the candles table, oldest first by default. Only final candles "
-            "unless include_partial=true. `format=csv` (or Accept: text/csv) answers CSV, "
-            "with the next page in the Link header."
+            "unless include_partial=true. Intervals without trades have no candle unless "
+            "fill=true. `format=csv` (or Accept: text/csv) answers CSV, with the next page "
+            "in the Link header."
         ),
         parameters=params.candle_parameters(),
         responses={
@@ -144,7 +146,25 @@ class CandleList(ApiView):
     )
     def get(self, request: Request) -> Response:
         query, page_request = params.candle_query(request.query_params)
+        if query.fill:
+            series = selectors.filled_candles(query)
+            if page_request.descending:
+                series.reverse()
+            shape = CandleSerializer().to_representation
+            return Response({"next": None, "results": [shape(candle_row(c)) for c in series]})
         return page_response(request, selectors.candles(query), CandleSerializer, page_request)
+
+
+def candle_row(candle: CandleValue) -> dict[str, Any]:
+    """A candle as the rows the candle serializer takes: decimals as plain text."""
+    row: dict[str, Any] = {
+        "timestamp": candle.timestamp,
+        "trade_count": candle.trade_count,
+        "is_final": candle.is_final,
+    }
+    for name in CandleSerializer.TEXT_COLUMNS:
+        row[name] = format(getattr(candle, name), "f")
+    return row
 
 
 class MarketDataList(ApiView):

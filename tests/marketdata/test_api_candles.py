@@ -242,3 +242,126 @@ def test_a_day_of_one_minute_candles_comes_in_one_page(api):
     body = get(api, start="2024-01-01", end="2024-01-02", limit=1440)
     assert len(body["results"]) == 1440
     assert body["results"][-1]["timestamp"] == "2024-01-02T00:00:00Z"
+
+
+# fill=true: every closed interval, empty ones at the previous close ------------------------
+
+
+def minute(n: int) -> str:
+    return (T0 + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
+
+
+def test_fill_gives_every_interval_and_empty_ones_flat_at_the_previous_close(api):
+    add_candle(2)
+    add_candle(5)
+    body = get(api, start=minute(0), end=minute(7), fill="true")
+
+    assert body["next"] is None
+    # nothing before the first stored candle: no close to carry
+    assert stamps(body) == [minute(n) for n in range(2, 8)]
+    stored, empty = body["results"][0], body["results"][1]
+    assert stored["trade_count"] == 3 and stored["close"] == "105.00000000"
+    assert empty == {
+        "timestamp": minute(3),
+        "open": "105.00000000",
+        "high": "105.00000000",
+        "low": "105.00000000",
+        "close": "105.00000000",
+        "volume": "0.00000000",
+        "quote_volume": "0.0000000000000000",
+        "vwap": "105.00000000",
+        "trade_count": 0,
+        "is_final": True,
+    }
+    assert body["results"][3]["trade_count"] == 3  # the stored 00:05 candle as it is
+    # the same series without fill holds only what is stored
+    assert stamps(get(api, start=minute(0), end=minute(7))) == [minute(2), minute(5)]
+
+
+def test_fill_carries_the_close_from_before_the_range_and_can_run_newest_first(api):
+    add_candle(1)
+    body = get(api, start=minute(3), end=minute(6), fill="true", order="desc")
+    assert stamps(body) == [minute(6), minute(5), minute(4)]
+    assert {row["close"] for row in body["results"]} == {"105.00000000"}
+    assert {row["trade_count"] for row in body["results"]} == {0}
+
+
+def test_fill_stops_at_the_last_closed_interval(api):
+    now = datetime.now(UTC)
+    last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    Candle.objects.create(
+        exchange="okx",
+        symbol="BTC-USDT",
+        timeframe="1h",
+        timestamp=last_hour,
+        open=Decimal("1"),
+        high=Decimal("1"),
+        low=Decimal("1"),
+        close=Decimal("1"),
+        volume=Decimal("1"),
+        quote_volume=Decimal("1"),
+        vwap=Decimal("1"),
+        trade_count=1,
+        is_final=True,
+    )
+    body = get(
+        api,
+        timeframe="1h",
+        start=last_hour.isoformat(),
+        fill="true",
+        end=(now + timedelta(days=1)).isoformat(),
+    )
+    # the hour still open (and the ones to come) get no candle, filled or not
+    newest = datetime.fromisoformat(stamps(body)[-1])
+    assert newest <= now - timedelta(seconds=2) < newest + timedelta(hours=1)
+
+
+def test_fill_with_as_of_fills_from_what_was_final_then(api):
+    add_candle(1)
+    add_candle(3, updated=T0 + timedelta(hours=1))  # revised later: not known at as_of
+    body = get(api, start=minute(0), end=minute(4), fill="true", as_of=minute(5))
+    assert stamps(body) == [minute(1), minute(2), minute(3), minute(4)]
+    assert [row["trade_count"] for row in body["results"]] == [3, 0, 0, 0]
+
+
+def test_fill_answers_csv_too(api):
+    add_candle(1)
+    response = api.get(
+        URL, {**PAIR, "start": minute(0), "end": minute(3), "fill": "true"}, HTTP_ACCEPT="text/csv"
+    )
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert [row[0] for row in rows[1:]] == [minute(1), minute(2), minute(3)]
+    assert "Link" not in response
+
+
+@pytest.mark.parametrize(
+    ("extra", "parameter", "words"),
+    [
+        ({"end": minute(5)}, "start", "start is required with fill=true"),
+        ({"start": minute(0)}, "end", "end is required with fill=true"),
+        (
+            {"start": minute(0), "end": minute(5), "include_partial": "true"},
+            "include_partial",
+            "closed intervals only",
+        ),
+        ({"start": minute(0), "end": minute(5), "limit": "10"}, "limit", "leave out limit"),
+        (
+            {"start": minute(0), "end": minute(5001)},
+            "end",
+            "at most 5000 candles; start to end holds 5001 1m intervals",
+        ),
+    ],
+)
+def test_fill_refuses_what_it_cannot_answer_whole(api, extra, parameter, words):
+    response = api.get(URL, {**PAIR, "fill": "true", **extra})
+    assert response.status_code == 400
+    assert any(words in message for message in response.json()[parameter]), response.json()
+
+
+def test_fill_at_the_edges_of_time_is_an_empty_answer_not_an_error(api):
+    early = {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z", "fill": "true"}
+    assert get(api, **early, as_of="0001-01-01T00:00:00Z")["results"] == []
+    assert get(api, **early, timeframe="1d")["results"] == []
+    late = {"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:59:59Z", "fill": "true"}
+    assert get(api, **late, timeframe="1d")["results"] == []
