@@ -286,14 +286,19 @@ def test_fill_carries_the_close_from_before_the_range_and_can_run_newest_first(a
     assert {row["trade_count"] for row in body["results"]} == {0}
 
 
-def test_fill_stops_at_the_last_closed_interval(api):
-    now = datetime.now(UTC)
-    last_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+def test_fill_stops_at_the_last_closed_interval(api, settings):
+    def last_closed_hour(moment: datetime) -> datetime:
+        return (moment - timedelta(seconds=settings.CANDLE_GRACE)).replace(
+            minute=0, second=0, microsecond=0
+        )
+
+    before = datetime.now(UTC)
+    stored_at = last_closed_hour(before) - timedelta(hours=2)
     Candle.objects.create(
         exchange="okx",
         symbol="BTC-USDT",
         timeframe="1h",
-        timestamp=last_hour,
+        timestamp=stored_at,
         open=Decimal("1"),
         high=Decimal("1"),
         low=Decimal("1"),
@@ -304,16 +309,14 @@ def test_fill_stops_at_the_last_closed_interval(api):
         trade_count=1,
         is_final=True,
     )
-    body = get(
-        api,
-        timeframe="1h",
-        start=last_hour.isoformat(),
-        fill="true",
-        end=(now + timedelta(days=1)).isoformat(),
-    )
+    start, end = stored_at - timedelta(hours=1), before + timedelta(days=1)
+    body = get(api, timeframe="1h", start=start.isoformat(), end=end.isoformat(), fill="true")
+    after = datetime.now(UTC)
+
     # the hour still open (and the ones to come) get no candle, filled or not
     newest = datetime.fromisoformat(stamps(body)[-1])
-    assert newest <= now - timedelta(seconds=2) < newest + timedelta(hours=1)
+    assert newest in {last_closed_hour(before), last_closed_hour(after)}
+    assert len(body["results"]) == 1 + (newest - stored_at) // timedelta(hours=1)
 
 
 def test_fill_with_as_of_fills_from_what_was_final_then(api):
