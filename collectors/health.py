@@ -27,6 +27,7 @@ from collectors import leases
 from collectors.config import collector_configs_from_db
 from collectors.heartbeat import Heartbeat, config_key, read_heartbeats
 from collectors.models import CollectorStatus, TradingPair
+from collectors.schedule import sync_health_check_schedule
 from collectors.types import ExchangeCollectorConfig
 from collectors.worker import COLLECTORS_QUEUE, control_queue
 
@@ -260,6 +261,7 @@ def reconcile(client: redis.Redis | None = None) -> dict[str, Any]:
         "running": len(seen.holders),
         "healthy": sum(1 for state in current if state.is_healthy and state.should_be_running),
         "actions": [action.as_dict() for action in actions],
+        "every": sync_health_check_schedule(),
     }
 
 

@@ -1,12 +1,13 @@
 """The health check's Celery Beat schedule follows the exchanges' `health_check_interval`.
 
 Migration 0002 creates the periodic task `collectors: health check` every 30 s (the
-spec's default). When an exchange or trading pair is saved or deleted, its interval is
-set to the shortest `health_check_interval` of the enabled exchanges that have an
-enabled pair (of all exchanges, if none has; 30 s if there are none), rounded up to whole
-seconds, the unit of django-celery-beat's interval schedules. Saving the periodic task
-tells a running beat to reload its schedule. A health check that an operator has put on
-a crontab schedule, or deleted, is left as it is.
+spec's default). Each health check then sets its own interval to the shortest
+`health_check_interval` of the enabled exchanges that have an enabled pair (of all
+exchanges, if none has; 30 s if there are none), rounded up to whole seconds, the unit of
+django-celery-beat's interval schedules. So a change made in the admin, or by any other
+means, takes effect at the next reconciliation, like every other change of the desired
+state. Saving the periodic task tells a running beat to reload its schedule. A health
+check that an operator has put on a crontab schedule, or deleted, is left as it is.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ from __future__ import annotations
 import logging
 import math
 
-from django.db import transaction
-from django.db.models.signals import post_delete, post_save
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from collectors.models import Exchange, TradingPair
+from collectors.models import Exchange
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +53,3 @@ def sync_health_check_schedule() -> int | None:
         task.save()  # also marks the schedule changed, so beat reloads it
         logger.info("collectors: health check now runs every %d s", every)
     return every
-
-
-def _changed(sender, instance, raw: bool = False, **kwargs) -> None:
-    if raw:  # loaddata: the rows may not all be there yet
-        return
-    transaction.on_commit(sync_health_check_schedule)
-
-
-def connect() -> None:
-    for model in (Exchange, TradingPair):
-        post_save.connect(_changed, sender=model, dispatch_uid=f"health-check-{model.__name__}")
-        post_delete.connect(_changed, sender=model, dispatch_uid=f"health-del-{model.__name__}")

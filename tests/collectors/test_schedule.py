@@ -1,18 +1,13 @@
 """The health check's beat schedule follows the exchanges' health_check_interval."""
 
 import pytest
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
+from collectors.health import reconcile
 from collectors.models import Exchange, TradingPair
-from collectors.schedule import HEALTH_CHECK_SCHEDULE
+from collectors.schedule import HEALTH_CHECK_SCHEDULE, sync_health_check_schedule
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    """Run the on-commit callbacks of each block, as a real commit would."""
-    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 def health_check() -> PeriodicTask:
@@ -36,60 +31,62 @@ def exchange(name: str, interval: float, *pairs: tuple[str, bool], enabled=True)
     return created
 
 
-def test_the_schedule_takes_the_shortest_interval_of_the_exchanges_that_collect(committed):
+def test_the_schedule_takes_the_shortest_interval_of_the_exchanges_that_collect():
     assert every() == (30, "seconds")
     changed_before = PeriodicTasks.last_change()
 
-    with committed():
-        okx = exchange("okx", 10, ("BTC-USDT", True))
+    okx = exchange("okx", 10, ("BTC-USDT", True))
+    assert sync_health_check_schedule() == 10
     assert every() == (10, "seconds")
     assert PeriodicTasks.last_change() > changed_before  # a running beat reloads
 
-    with committed():  # a shorter interval, but nothing to collect there
-        binance = exchange("binance", 4, ("BTCUSDT", False))
-    assert every() == (10, "seconds")
+    binance = exchange("binance", 4, ("BTCUSDT", False))  # shorter, but collects nothing
+    assert sync_health_check_schedule() == 10
 
-    with committed():
-        TradingPair.objects.filter(exchange=binance).update(enabled=True)
-        binance.trading_pairs.get().save()
+    TradingPair.objects.filter(exchange=binance).update(enabled=True)
+    assert sync_health_check_schedule() == 4
     assert every() == (4, "seconds")
 
-    with committed():
-        binance.enabled = False
-        binance.save()
-    assert every() == (10, "seconds")
+    Exchange.objects.filter(name="binance").update(enabled=False)
+    assert sync_health_check_schedule() == 10
 
-    with committed():  # whole seconds, rounded up: never more often than asked
-        okx.health_check_interval = 2.5
-        okx.save()
-    assert every() == (3, "seconds")
+    okx.health_check_interval = 2.5  # whole seconds, rounded up: never more often than asked
+    okx.save()
+    assert sync_health_check_schedule() == 3
 
-    with committed():  # nothing collects now (binance is disabled): the shortest of all
-        okx.delete()
-    assert every() == (4, "seconds")
+    okx.delete()  # nothing collects now (binance is disabled): the shortest of all
+    assert sync_health_check_schedule() == 4
 
-    with committed():
-        Exchange.objects.all().delete()
+    Exchange.objects.all().delete()
+    assert sync_health_check_schedule() == 30
     assert every() == (30, "seconds")
 
 
-def test_a_health_check_an_operator_put_on_a_crontab_is_left_alone(committed):
+def test_an_unchanged_interval_leaves_the_schedule_untouched():
+    exchange("okx", 30, ("BTC-USDT", True))
+    changed_before = PeriodicTasks.last_change()
+    assert sync_health_check_schedule() == 30
+    assert PeriodicTasks.last_change() == changed_before  # beat has nothing to reload
+
+
+def test_a_health_check_an_operator_put_on_a_crontab_is_left_alone():
     task = health_check()
     task.interval = None
     task.crontab = CrontabSchedule.objects.create(minute="*/2")
     task.save()
+    exchange("okx", 10, ("BTC-USDT", True))
 
-    with committed():
-        exchange("okx", 10, ("BTC-USDT", True))
-
+    assert sync_health_check_schedule() is None
     task = health_check()
     assert task.interval is None
     assert task.crontab.minute == "*/2"
 
 
-def test_nothing_changes_until_the_transaction_commits(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        exchange("okx", 10, ("BTC-USDT", True))
-    assert every() == (30, "seconds")
-    assert callbacks
-    assert IntervalSchedule.objects.filter(every=10).count() == 0
+def test_each_health_check_applies_the_interval_the_exchanges_ask_for(redis_client):
+    exchange("okx", 7, ("BTC-USDT", False))
+
+    summary = reconcile()
+
+    assert summary["every"] == 7
+    assert every() == (7, "seconds")
+    assert summary["actions"] == []
