@@ -503,7 +503,11 @@ def test_rest_recent_trades_are_the_newest_generated_newest_first_even_unsent(st
 def test_rest_history_trades_page_back_by_trade_id_or_time(start_simulator):
     simulator = start_simulator(rate=1)
     history = f"{simulator.rest_url}/api/v5/market/history-trades?instId=ETH-USDT"
-    simulator.fault("burst", count=250, inst_id="ETH-USDT")
+    # two bursts in different milliseconds, so that there is something to page by time
+    simulator.fault("burst", count=125, inst_id="ETH-USDT")
+    first_burst_ts = int(simulator.generated_trades("ETH-USDT")[-1]["ts"])
+    wait_until(lambda: time.time() * 1000 >= first_burst_ts + 2, 1, 0.001, "the next ms")
+    simulator.fault("burst", count=125, inst_id="ETH-USDT")
     generated = simulator.generated_trades("ETH-USDT")
     newest_first = generated[::-1]
 
@@ -524,9 +528,10 @@ def test_rest_history_trades_page_back_by_trade_id_or_time(start_simulator):
     assert page(f"&after={middle['tradeId']}&limit=5") == generated[115:120][::-1]
     assert page(f"&type=1&before={middle['tradeId']}&limit=5") == generated[121:126][::-1]
     # type=2 pages by ts: the trades stamped before that millisecond
-    older = page(f"&type=2&after={middle['ts']}&limit=100")
-    assert older and all(int(t["ts"]) < int(middle["ts"]) for t in older)
-    assert older == [t for t in newest_first if int(t["ts"]) < int(middle["ts"])][:100]
+    second_burst = generated[125]
+    assert int(second_burst["ts"]) > first_burst_ts
+    older = page(f"&type=2&after={second_burst['ts']}&limit=100")
+    assert older == newest_first[125:225]  # the newest 100 of the first burst
 
 
 def test_rest_history_trades_refuse_what_okx_refuses(start_simulator):
