@@ -178,7 +178,9 @@ class _Walk:
         self.bids: list[int] = []
         self.levels: dict[str, dict[int, list[int]]] = {"asks": {}, "bids": {}}  # -> [lots, orders]
         self._build(self.anchor)
-        self.next_trade_id = 100_000_000 + self._below(900_000_000)
+        # From the clock, not the seed: ids keep rising across restarts, as an exchange's do,
+        # so a restarted simulator's trades are never taken for ones already stored.
+        self.next_trade_id = self.clock() * 1000 + self._below(1000)
 
     def _below(self, n: int) -> int:
         return int(self.random() * n)
