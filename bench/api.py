@@ -6,7 +6,8 @@ DRF, the selectors and the JSON renderer. Targets: p99 under 50 ms for both.
 
     .venv/bin/python bench/api.py [--trades 5000000] [--requests 300]
 
-Uses (and drops) its own database, tcp_bench_api, on DATABASE_URL's server.
+Uses (and drops) its own database, tcp_bench_api, on the PostgreSQL server at
+BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 """
 
 import argparse

@@ -6,7 +6,8 @@ candles (target: under 10 ms).
 
     .venv/bin/python bench/candles.py [--trades 1000000] [--rebuilds 7] [--fetches 1000]
 
-Uses (and drops) its own database, tcp_bench_candles, on DATABASE_URL's server.
+Uses (and drops) its own database, tcp_bench_candles, on the PostgreSQL server at
+BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 """
 
 import argparse

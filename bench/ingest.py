@@ -6,7 +6,8 @@ the collector process's memory with 1 and 11 collectors.
 
     .venv/bin/python bench/ingest.py [--seconds 20]
 
-Uses (and drops) its own database, tcp_bench_ingest, on DATABASE_URL's server.
+Uses (and drops) its own database, tcp_bench_ingest, on the PostgreSQL server at
+BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 """
 
 import argparse

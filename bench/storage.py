@@ -2,8 +2,9 @@
 
 Puts 200,000 points in collector-sized chunks and flushes; the time runs from the first
 put() to the end of flush(), so it includes converting the points. Median of 3 runs.
-Uses its own database, tcp_bench_storage, on the server of DATABASE_URL (default
-postgresql://postgres@127.0.0.1:5432), created with migrations and dropped at the end.
+Uses its own database, tcp_bench_storage, on the PostgreSQL server at
+BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432), created with
+migrations and dropped at the end.
 """
 
 import os
@@ -14,25 +15,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchdb import SERVER, drop_database, recreate_database  # noqa: E402
 
-BENCH_DATABASE = "tcp_bench_storage"
+DB_NAME = "tcp_bench_storage"
 ROWS = 200_000
 RUNS = 3
 CHUNK = 100  # points per put(), about what a collector delivers at a time
 
-
-def bench_database_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        url = "postgresql://postgres@127.0.0.1:5432/"
-    return urlunsplit(urlsplit(url)._replace(path=f"/{BENCH_DATABASE}"))
-
-
-os.environ["DATABASE_URL"] = bench_database_url()
+os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
 os.environ["DB_POOL"] = "0"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
 
@@ -40,12 +33,10 @@ import django  # noqa: E402
 
 django.setup()
 
-import psycopg  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
 
-from collectors.storage import StorageSink, postgres_connection_params  # noqa: E402
+from collectors.storage import StorageSink  # noqa: E402
 from collectors.types import DataType, MarketDataPoint  # noqa: E402
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -87,26 +78,6 @@ def tickers(count: int) -> list[MarketDataPoint]:
     return points
 
 
-def admin_connection() -> psycopg.Connection:
-    params = postgres_connection_params(
-        {**settings.DATABASES["default"], "NAME": "postgres"}, "bench"
-    )
-    return psycopg.connect(**params, autocommit=True)
-
-
-def create_database() -> None:
-    with admin_connection() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    call_command("migrate", verbosity=0)
-
-
-def drop_database() -> None:
-    connections.close_all()
-    with admin_connection() as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-
-
 def truncate() -> None:
     with connections["default"].cursor() as cursor:
         cursor.execute("TRUNCATE raw_trades, market_data")
@@ -137,14 +108,16 @@ def measure(label: str, points: list[MarketDataPoint], spill_dir: Path) -> None:
 
 
 def main() -> None:
-    create_database()
+    recreate_database(DB_NAME)
+    call_command("migrate", verbosity=0)
     try:
         with tempfile.TemporaryDirectory() as spill_dir:
             print(f"StorageSink into PostgreSQL, {ROWS:,} rows, put() in chunks of {CHUNK}")
             measure("trades (raw_trades, COPY + INSERT ON CONFLICT)", trades(ROWS), Path(spill_dir))
             measure("market data (market_data, COPY)", tickers(ROWS), Path(spill_dir))
     finally:
-        drop_database()
+        connections.close_all()
+        drop_database(DB_NAME)
 
 
 if __name__ == "__main__":

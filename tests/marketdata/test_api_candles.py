@@ -20,14 +20,15 @@ PAIR = {"exchange": "okx", "symbol": "BTC-USDT", "timeframe": "1m"}
 
 
 def add_candle(
-    minute: int,
+    minute: int = 0,
     *,
+    at: datetime | None = None,
     timeframe: str = "1m",
     final: bool = True,
     volume: str = "1.5",
     updated: datetime | None = None,
 ) -> Candle:
-    end = T0 + timedelta(minutes=minute)
+    end = at or T0 + timedelta(minutes=minute)
     return Candle.objects.create(
         exchange="okx",
         symbol="BTC-USDT",
@@ -294,21 +295,7 @@ def test_fill_stops_at_the_last_closed_interval(api, settings):
 
     before = datetime.now(UTC)
     stored_at = last_closed_hour(before) - timedelta(hours=2)
-    Candle.objects.create(
-        exchange="okx",
-        symbol="BTC-USDT",
-        timeframe="1h",
-        timestamp=stored_at,
-        open=Decimal("1"),
-        high=Decimal("1"),
-        low=Decimal("1"),
-        close=Decimal("1"),
-        volume=Decimal("1"),
-        quote_volume=Decimal("1"),
-        vwap=Decimal("1"),
-        trade_count=1,
-        is_final=True,
-    )
+    add_candle(at=stored_at, timeframe="1h")
     start, end = stored_at - timedelta(hours=1), before + timedelta(days=1)
     body = get(api, timeframe="1h", start=start.isoformat(), end=end.isoformat(), fill="true")
     after = datetime.now(UTC)
