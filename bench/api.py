@@ -26,14 +26,10 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, free_port, recreate_database  # noqa: E402
+from benchdb import SERVER, drop_database, free_port, recreate_database, use_database  # noqa: E402
 
 DB_NAME = "tcp_bench_api"
-os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-os.environ["DB_POOL_SIZE"] = "2"
-os.environ["API_THROTTLE_USER"] = "1000000/minute"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+use_database(DB_NAME, DB_POOL_SIZE="2", API_THROTTLE_USER="1000000/minute")
 
 import django  # noqa: E402
 import psycopg  # noqa: E402

@@ -9,6 +9,15 @@ import psycopg
 SERVER = os.environ.get("BENCH_DATABASE_SERVER", "postgresql://postgres@127.0.0.1:5432")
 
 
+def use_database(name: str, **env: str) -> None:
+    """Point this process's Django settings at the throw-away database `name` on SERVER,
+    with `env` set too; call before Django is set up."""
+    os.environ["DATABASE_URL"] = f"{SERVER}/{name}"
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
 def recreate_database(name: str) -> None:
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -21,13 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, recreate_database  # noqa: E402
+from benchdb import SERVER, drop_database, recreate_database, use_database  # noqa: E402
 
 DB_NAME = "tcp_bench_candles"
-os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-os.environ["DB_POOL"] = "0"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
 import psycopg  # noqa: E402

@@ -21,14 +21,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, free_port, recreate_database, rss_mb  # noqa: E402
+from benchdb import (  # noqa: E402
+    drop_database,
+    free_port,
+    recreate_database,
+    rss_mb,
+    use_database,
+)
 
 DB_NAME = "tcp_bench_collector_memory"
-os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-os.environ["REDIS_URL"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
-os.environ["DB_POOL"] = "0"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+use_database(
+    DB_NAME,
+    DB_POOL="0",
+    REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13"),
+)
 
 import django  # noqa: E402
 

@@ -12,7 +12,6 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 
 import argparse
 import asyncio
-import os
 import socket
 import statistics
 import subprocess
@@ -22,13 +21,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, free_port, recreate_database, rss_mb  # noqa: E402
+from benchdb import (  # noqa: E402
+    drop_database,
+    free_port,
+    recreate_database,
+    rss_mb,
+    use_database,
+)
 
 DB_NAME = "tcp_bench_ingest"
-os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-os.environ["DB_POOL"] = "0"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
 

@@ -7,7 +7,6 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432), created wi
 migrations and dropped at the end.
 """
 
-import os
 import statistics
 import sys
 import tempfile
@@ -18,16 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, recreate_database  # noqa: E402
+from benchdb import drop_database, recreate_database, use_database  # noqa: E402
 
 DB_NAME = "tcp_bench_storage"
 ROWS = 200_000
 RUNS = 3
 CHUNK = 100  # points per put(), about what a collector delivers at a time
 
-os.environ["DATABASE_URL"] = f"{SERVER}/{DB_NAME}"
-os.environ["DB_POOL"] = "0"
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
+use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
 
