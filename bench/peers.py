@@ -33,7 +33,8 @@ process of this script with the sink bench/ingest.py uses for the same run.
 - trades/s stored: rows in the tool's table (count(*)) at the start and the end of the window,
   which opens 2 s after the first row is stored; the simulator at full speed.
 - backlog: trades the simulator has sent (its /_sim/stats) minus rows stored, at the end of
-  the window: what is in socket buffers and the tool's queues, not yet committed.
+  the window (what is in socket buffers and the tool's queues, not yet committed), and how
+  fast it grew over the window (rows/s; about 0 when the tool keeps up).
 - RSS: the tool process's VmRSS at the end of the window.
 - p50/p99: for each row committed in the window, time.time() once its transaction has
   committed minus the trade's exchange timestamp (the simulator stamps trades with their send
@@ -149,9 +150,33 @@ TOOLS = (PROJECT, SHIPPED, BOUNDED)
 class Results:
     stored_per_s: list[float] = field(default_factory=list)
     backlog: list[int] = field(default_factory=list)
+    backlog_growth: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+
+    def add(self, run: dict) -> None:
+        if "p50 ms" in run:
+            self.p50_ms.append(run["p50 ms"])
+            self.p99_ms.append(run["p99 ms"])
+            return
+        self.stored_per_s.append(run["stored_per_s"])
+        self.backlog.append(run["backlog"])
+        self.backlog_growth.append(run["backlog_growth"])
+        self.rss_mb.append(run["rss_mb"])
+
+
+def describe(tool: Tool, rate: float, seconds: float, run: dict) -> str:
+    if rate:
+        return (
+            f"{rate:,.0f} msg/s, {seconds:g} s, {tool.name}: p50 {run['p50 ms']:.1f} ms,"
+            f" p99 {run['p99 ms']:.1f} ms over {run['rows']:,} rows"
+        )
+    return (
+        f"full speed, {seconds:g} s, {tool.name}: {run['stored_per_s']:,.0f} trades/s stored;"
+        f" at the end backlog {run['backlog']:,} rows ({run['backlog_growth']:+,.0f} rows/s"
+        f" over the window), RSS {run['rss_mb']:,.0f} MB"
+    )
 
 
 def database_server() -> dict:
@@ -282,13 +307,13 @@ def measure(tool: Tool, rate: float, seconds: float, workdir: Path, conn) -> dic
         try:
             wait_for_rows(conn, tool.table, process, log)
             time.sleep(WARM_UP)
-            t0, stored0 = time.time(), count(conn, tool.table)
+            t0, sent0, stored0 = time.time(), simulator.trades_sent(SYMBOL), count(conn, tool.table)
             time.sleep(seconds)
-            t1, stored1 = time.time(), count(conn, tool.table)
-            sent = simulator.trades_sent(SYMBOL)
+            t1, sent1, stored1 = time.time(), simulator.trades_sent(SYMBOL), count(conn, tool.table)
             end = {
                 "stored_per_s": (stored1 - stored0) / (t1 - t0),
-                "backlog": sent - count(conn, tool.table),
+                "backlog": sent1 - stored1,
+                "backlog_growth": ((sent1 - stored1) - (sent0 - stored0)) / (t1 - t0),
                 "rss_mb": rss_mb(process.pid),
             }
         finally:
@@ -376,8 +401,9 @@ def report(results: dict[Tool, Results], seconds: float, rounds: int) -> None:
         f"trades/s stored, {seconds:g} s windows (median of {rounds})": lambda r: (
             f"{statistics.median(r.stored_per_s):,.0f}"
         ),
-        "backlog / RSS at the end (largest)": lambda r: (
-            f"{max(r.backlog):,} rows / {max(r.rss_mb):,.0f} MB"
+        "backlog / RSS at the end; backlog growth (largest of the rounds)": lambda r: (
+            f"{max(r.backlog):,} rows / {max(r.rss_mb):,.0f} MB,"
+            f" {max(r.backlog_growth):+,.0f} rows/s"
         ),
         f"p50 / p99, exchange timestamp -> committed row, at {LATENCY_RATE:,} msg/s": lambda r: (
             f"{span(r.p50_ms)} / {span(r.p99_ms)} ms"
@@ -439,27 +465,11 @@ def main() -> None:
             results = {tool: Results() for tool in TOOLS}
             for number in range(1, args.rounds + 1):
                 print(f"round {number} of {args.rounds}:", flush=True)
-                for tool in TOOLS:
-                    run = measure(tool, 0, args.seconds, workdir, conn)
-                    results[tool].stored_per_s.append(run["stored_per_s"])
-                    results[tool].backlog.append(run["backlog"])
-                    results[tool].rss_mb.append(run["rss_mb"])
-                    print(
-                        f"  full speed, {args.seconds:g} s, {tool.name}:"
-                        f" {run['stored_per_s']:,.0f} trades/s stored; at the end backlog"
-                        f" {run['backlog']:,} rows, RSS {run['rss_mb']:,.0f} MB",
-                        flush=True,
-                    )
-                for tool in TOOLS:
-                    run = measure(tool, LATENCY_RATE, args.latency_seconds, workdir, conn)
-                    results[tool].p50_ms.append(run["p50 ms"])
-                    results[tool].p99_ms.append(run["p99 ms"])
-                    print(
-                        f"  {LATENCY_RATE:,} msg/s, {args.latency_seconds:g} s, {tool.name}:"
-                        f" p50 {run['p50 ms']:.1f} ms, p99 {run['p99 ms']:.1f} ms"
-                        f" over {run['rows']:,} rows",
-                        flush=True,
-                    )
+                for rate, seconds in ((0, args.seconds), (LATENCY_RATE, args.latency_seconds)):
+                    for tool in TOOLS:
+                        run = measure(tool, rate, seconds, workdir, conn)
+                        results[tool].add(run)
+                        print(f"  {describe(tool, rate, seconds, run)}", flush=True)
             report(results, args.seconds, args.rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

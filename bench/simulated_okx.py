@@ -3,17 +3,15 @@ bench/ingest.py and bench/peers.py share. Call the collector parts once Django i
 
 import asyncio
 import json
-import socket
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchdb import free_port
+from benchdb import free_port, wait_until_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,15 +24,11 @@ class Simulator:
         self.process = subprocess.Popen(
             self.command(self.port, rate, instruments), cwd=ROOT, stdout=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("the simulator did not start")
+        try:
+            wait_until_listening(self.port, "the simulator")
+        except RuntimeError:
+            self.stop()
+            raise
 
     @staticmethod
     def command(port: int, rate: float, instruments: list[str]) -> list[str]:
