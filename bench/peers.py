@@ -1,13 +1,16 @@
-"""Side by side with cryptofeed: this project's collector and cryptofeed 2.4.1 storing the trades
-of the project's OKX simulator in PostgreSQL, measured the same way, runs interleaved.
+"""This project's collector beside cryptofeed 2.4.1, storing the OKX simulator's trades.
+
+Both store the trades of the project's OKX simulator in PostgreSQL, measured the same way,
+in runs interleaved.
 
     .venv/bin/python bench/peers.py [--seconds 20] [--latency-seconds 20] [--rounds 2]
 
 Prints, per round, for this project, cryptofeed as shipped and cryptofeed with a bounded
 receive queue (websockets max_queue=16), in turn: trades/s stored at full speed over a
-window of --seconds (60 for the long figure), the backlog and the tool process's RSS at the
-end of that window, and p50/p99 from the exchange timestamp to the committed row at 1,000
-msg/s; then a table dated with the machine (cores, CPU, PostgreSQL), and the ratios.
+window of --seconds (--seconds 60 for the 60 s figure), the backlog and the tool process's
+RSS at the end of that window, and p50/p99 from the exchange timestamp to the committed row
+at 1,000 msg/s over --latency-seconds (default: --seconds, at most 20); then a table dated
+with the machine (cores, CPU model, PostgreSQL), and the ratios.
 
 cryptofeed. The first run creates var/bench-peers-venv (`python -m venv`, then pip install
 cryptofeed[postgres]==2.4.1): a benchmark-only tool, never a dependency of the project. In it,
@@ -24,7 +27,7 @@ websockets' connect().
 
 Nothing reaches the internet, in two ways: the runner refuses to start unless every address
 the OKX feed holds is a loopback one; and before the measured runs, the cryptofeed side runs
-once with a simulator under `unshare -n` (a network namespace with nothing but a loopback
+once with a simulator under `unshare --net` (a network namespace with nothing but a loopback
 interface; PostgreSQL through its Unix socket) and must store trades there.
 
 Each figure, measured the same way for both tools. Every run starts a fresh simulator and a
@@ -40,11 +43,13 @@ process of this script with the sink bench/ingest.py uses for the same run.
   committed minus the trade's exchange timestamp (the simulator stamps trades with their send
   time), the simulator at 1,000 msg/s. This project's sink reports its commits (on_commit);
   for cryptofeed the runner wraps TradePostgres.write_batch (the commit happens inside it)
-  and notes the time when it returns.
+  and notes the time when it returns: the same moment as this project's figure, where a
+  column default of clock_timestamp() would stamp the row before its commit.
 
 Uses (and drops) its own database, tcp_bench_peers, on the PostgreSQL server at
-BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432); the runs' logs go to a
-temporary directory, removed at the end, like every process this script starts.
+BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432). Every process it starts
+is stopped at the end of its run; the runs' logs go to a temporary directory, removed at the
+end.
 """
 
 import argparse

@@ -12,7 +12,9 @@ What this process changes in cryptofeed (2.4.1) to reach the simulator, and noth
   connection class is replaced by a subclass that takes a ws:// address;
 - with --max-queue N, websockets' receive queue is bounded at N frames (cryptofeed ships
   max_queue=None, no bound), through the endpoint's options, which cryptofeed passes to
-  websockets' connect().
+  websockets' connect();
+- it makes the event loop itself: cryptofeed's FeedHandler.run() asks for the current one, and
+  the uvloop that pip installs with it (0.23 here) no longer makes one on demand.
 It refuses to start unless every address the OKX feed holds is a loopback address and
 PostgreSQL is on loopback or a Unix socket.
 
@@ -158,7 +160,7 @@ def main() -> None:
     def stop(*_) -> None:
         raise SystemExit
 
-    loop = asyncio.new_event_loop()  # uvloop's policy (0.22+) no longer makes one on demand
+    loop = asyncio.new_event_loop()  # uvloop's policy no longer makes one on demand
     asyncio.set_event_loop(loop)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
