@@ -15,7 +15,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,14 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import SERVER, drop_database, free_port, recreate_database, use_database  # noqa: E402
+from benchdb import (  # noqa: E402
+    SERVER,
+    drop_database,
+    free_port,
+    recreate_database,
+    use_database,
+    wait_until_listening,
+)
 
 DB_NAME = "tcp_bench_api"
 use_database(DB_NAME, DB_POOL_SIZE="2", API_THROTTLE_USER="1000000/minute")
@@ -102,15 +108,11 @@ class Gunicorn:
             cwd=ROOT,
             env=dict(os.environ),
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
+        try:
+            wait_until_listening(self.port, "gunicorn")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.process.terminate()

@@ -12,9 +12,6 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 
 import argparse
 import asyncio
-import socket
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,10 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchdb import (  # noqa: E402
     drop_database,
-    free_port,
     recreate_database,
     rss_mb,
     use_database,
+)
+from simulated_okx import (  # noqa: E402
+    Simulator,
+    collecting,
+    full_speed_sink,
+    latency_sink,
+    percentiles,
 )
 
 DB_NAME = "tcp_bench_ingest"
@@ -35,80 +38,21 @@ use_database(DB_NAME, DB_POOL="0")
 import django  # noqa: E402
 
 
-class Simulator:
-    """The simulator in its own process, so it does not share this one's interpreter."""
-
-    def __init__(self, rate: float, instruments: list[str]) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "simulate_exchange",
-                "okx",
-                "--port",
-                str(self.port),
-                "--rate",
-                str(rate),
-                "--seed",
-                "1",
-                "--instruments",
-                ",".join(instruments),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the simulator did not start")
-
-    def config(self, symbol: str):
-        from collectors.types import DataType, ExchangeCollectorConfig
-
-        return ExchangeCollectorConfig(
-            "okx",
-            symbol,
-            [DataType.TRADE],
-            custom_params={
-                "public_ws_url": f"ws://127.0.0.1:{self.port}/ws/v5/public",
-                "rest_url": f"http://127.0.0.1:{self.port}",
-                "buffer_size": 5000,
-            },
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
-
-
 def throughput(seconds: float) -> dict:
-    from collectors.factory import ExchangeFactory
-    from collectors.storage import StorageSink
     from marketdata.models import RawTrade
 
     def stored() -> int:
         return RawTrade.objects.count()
 
-    simulator = Simulator(rate=0, instruments=["BTC-USDT"])
-    sink = StorageSink(name="bench-ingest", buffer_size=5000, flush_interval=0.2)
-    sink.start()
-    collector = ExchangeFactory.create_collector(simulator.config("BTC-USDT"))
-    collector.sink = sink
-    try:
-        asyncio.run(collector.start())
+    sink = full_speed_sink("bench-ingest")
+    with (
+        Simulator(rate=0, instruments=["BTC-USDT"]) as simulator,
+        collecting(simulator.config("BTC-USDT"), sink) as collector,
+    ):
         time.sleep(2)  # warm up
         received0, stored0, t0 = collector.counters()["points"], stored(), time.time()
         time.sleep(seconds)
         received1, stored1, t1 = collector.counters()["points"], stored(), time.time()
-        asyncio.run(collector.stop())
-    finally:
-        sink.stop()
-        simulator.stop()
     return {
         "trade messages/s received": (received1 - received0) / (t1 - t0),
         "trades/s stored": (stored1 - stored0) / (t1 - t0),
@@ -117,35 +61,21 @@ def throughput(seconds: float) -> dict:
 
 
 def latency(seconds: float, rate: float) -> dict:
-    from collectors.factory import ExchangeFactory
-    from collectors.storage import StorageSink
-
     latencies: list[float] = []
 
     def committed(points, commit_time: float) -> None:
         for point in points:
             latencies.append(commit_time - point.timestamp.timestamp())
 
-    simulator = Simulator(rate=rate, instruments=["BTC-USDT"])
-    sink = StorageSink(name="bench-latency", buffer_size=1000, on_commit=committed)
-    sink.start()
-    collector = ExchangeFactory.create_collector(simulator.config("BTC-USDT"))
-    collector.sink = sink
-    try:
-        asyncio.run(collector.start())
+    sink = latency_sink("bench-latency", committed)
+    with (
+        Simulator(rate=rate, instruments=["BTC-USDT"]) as simulator,
+        collecting(simulator.config("BTC-USDT"), sink),
+    ):
         time.sleep(1)
         latencies.clear()
         time.sleep(seconds)
-        asyncio.run(collector.stop())
-    finally:
-        sink.stop()
-        simulator.stop()
-    ordered = sorted(latencies)
-    return {
-        "rows": len(ordered),
-        "p50 ms": 1000 * statistics.median(ordered),
-        "p99 ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
-    }
+    return percentiles(latencies)
 
 
 def memory(counts: tuple[int, ...]) -> dict:
