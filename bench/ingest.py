@@ -88,7 +88,7 @@ class Simulator:
 
 def throughput(seconds: float) -> dict:
     from collectors.factory import ExchangeFactory
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
     from marketdata.models import RawTrade
 
     def stored() -> int:
@@ -118,7 +118,7 @@ def throughput(seconds: float) -> dict:
 
 def latency(seconds: float, rate: float) -> dict:
     from collectors.factory import ExchangeFactory
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
 
     latencies: list[float] = []
 
@@ -151,7 +151,7 @@ def latency(seconds: float, rate: float) -> dict:
 def memory(counts: tuple[int, ...]) -> dict:
     from collectors.factory import ExchangeFactory
     from collectors.manager import CollectorManager
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
 
     symbols = [f"C{i}-USDT" for i in range(max(counts))]
     simulator = Simulator(rate=20, instruments=symbols)

@@ -12,7 +12,7 @@ _EXPORTS = {
     "MarketDataPoint": "collectors.types",
     "validate_market_data_point": "collectors.types",
     "ExchangeCollectorConfig": "collectors.types",
-    "BaseDataCollector": "collectors.base",
+    "BaseDataCollector": "collectors.collector",
     "CollectorManager": "collectors.manager",
     "ExchangeFactory": "collectors.factory",
 }

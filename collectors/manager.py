@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from collectors.base import BaseDataCollector, Sink
-
-if TYPE_CHECKING:
-    from collectors.live_candles import LiveCandles
+from collectors.collector import BaseDataCollector, Sink
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +18,8 @@ class CollectorManager:
         *,
         sink: Sink | None = None,
         check_interval: float | None = None,
-        live_candles: LiveCandles | None = None,
     ) -> None:
         self.sink = sink
-        self.live_candles = live_candles
         self._collectors: dict[str, BaseDataCollector] = {}
         self._check_interval = check_interval
         self._monitor: threading.Thread | None = None
@@ -35,16 +30,12 @@ class CollectorManager:
             raise ValueError(f"a collector named {collector.name!r} is already managed")
         if collector.sink is None:
             collector.sink = self.sink
-        if self.live_candles is not None:
-            self.live_candles.attach(collector)
         self._collectors[collector.name] = collector
 
     def get_collector(self, name: str) -> BaseDataCollector:
         return self._collectors[name]
 
     def remove_collector(self, name: str) -> BaseDataCollector:
-        if self.live_candles is not None:
-            self.live_candles.detach(name)
         return self._collectors.pop(name)
 
     def list_collectors(self) -> list[str]:
@@ -52,8 +43,6 @@ class CollectorManager:
 
     async def start(self) -> bool:
         """Start every collector; True when all of them connected."""
-        if self.live_candles is not None:
-            self.live_candles.start()
         results = await asyncio.gather(*(c.start() for c in self._collectors.values()))
         self._stopping.clear()
         if self._monitor is None or not self._monitor.is_alive():
@@ -69,8 +58,6 @@ class CollectorManager:
         if self._monitor is not None:
             await asyncio.to_thread(self._monitor.join, 10)
             self._monitor = None
-        if self.live_candles is not None:
-            await asyncio.to_thread(self.live_candles.stop)
 
     def get_status(self) -> dict[str, Any]:
         statuses = {name: c.get_status() for name, c in self._collectors.items()}

@@ -5,6 +5,8 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
+from collectors.config.schema import validate_exchange_fields, validate_trading_pair_fields
+
 POSITIVE = [MinValueValidator(0.001)]
 
 
@@ -42,8 +44,6 @@ class Exchange(models.Model):
 
     def clean(self) -> None:
         # The same rules as the exchange configuration file.
-        from collectors.config import validate_exchange_fields
-
         errors = validate_exchange_fields(self)
         if errors:
             raise ValidationError(errors)
@@ -76,8 +76,6 @@ class TradingPair(models.Model):
         return f"{self.exchange.name}:{self.symbol}"
 
     def clean(self) -> None:
-        from collectors.config import validate_trading_pair_fields
-
         if self.exchange_id is None:  # a new pair inline on a new exchange: checked on save
             return
         errors = validate_trading_pair_fields(self)

@@ -50,7 +50,7 @@ from collectors.exchanges.base import (
     FrameError,
     Handled,
 )
-from collectors.orderbook import OrderBook, parse_levels
+from collectors.exchanges.orderbook import OrderBook, parse_levels
 from collectors.types import (
     DataType,
     ExchangeCollectorConfig,

@@ -20,6 +20,7 @@ import random
 import re
 import secrets
 import threading
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,7 +37,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from collectors.orderbook import CHECKSUM_DEPTH, okx_checksum
 from collectors.simulators.market import (
     DEFAULT_INSTRUMENTS,
     Instrument,
@@ -53,6 +53,7 @@ BUSINESS_PATH = "/ws/v5/business"
 PRIVATE_PATH = "/ws/v5/private"
 PUBLIC_CHANNELS = frozenset({"trades", "books", "books5", "tickers"})
 BOOK_LEVELS = 400  # OKX's "books" depth, and the most the REST book returns
+CHECKSUM_DEPTH = 25  # levels per side in OKX's book checksum
 REST_BOOKS_PATH = "/api/v5/market/books"
 REST_TRADES_PATH = "/api/v5/market/trades"
 REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
@@ -190,6 +191,19 @@ def _dumps(payload: Any) -> bytes:
 
 def _levels(levels: Iterable[tuple[str, str, int]]) -> list[list[str]]:
     return [[px, sz, "0", str(orders)] for px, sz, orders in levels]
+
+
+def book_checksum(bids: list, asks: list) -> int:
+    """OKX's book checksum, written here apart from the adapter's so that each checks the other:
+    CRC32 (as a signed 32-bit number) of the top 25 bids and asks interleaved, "px:sz" each,
+    joined by ":"; where one side runs out, the other's levels follow alone."""
+    pieces = []
+    for index in range(CHECKSUM_DEPTH):
+        for side in (bids, asks):
+            if index < len(side):
+                pieces.append(f"{side[index][0]}:{side[index][1]}")
+    value = zlib.crc32(":".join(pieces).encode())
+    return value - 2**32 if value > 2**31 - 1 else value
 
 
 def _wrong_checksum(checksum: int) -> int:
@@ -559,7 +573,7 @@ class _Market:
         checksum = 0
         if sim.books_checksum:
             book = sim.generator.book(self.inst_id, CHECKSUM_DEPTH)
-            checksum = okx_checksum(book["bids"], book["asks"])
+            checksum = book_checksum(book["bids"], book["asks"])
         if action == "update" and sim.take_book_fault("bad_checksum", self.inst_id):
             checksum = _wrong_checksum(checksum)
         if action == "update" and sim.take_book_fault("seq_break", self.inst_id):

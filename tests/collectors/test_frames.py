@@ -5,7 +5,7 @@ import socket
 import pytest
 import websocket
 
-from collectors.base import ReadAheadSocket
+from collectors.frames import ReadAheadSocket
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 

@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 from collectors.management.commands.runstack import parts
-from tests.conftest import ROOT, free_port, wait_until
+from tests.helpers import ROOT, free_port, wait_until
 
 
 def test_with_redis_the_collectors_run_in_celery_workers():

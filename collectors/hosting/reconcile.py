@@ -7,9 +7,8 @@ auto_restart is on or runs with a configuration that changed since, stops what s
 not run, and records one `collector_status` row per stream. It only sends tasks and
 never waits for them, so it takes milliseconds whatever the collectors do.
 
-Operators' start, stop and restart (the admin's actions, `manage.py collectors`) are
-here too: start and stop also set the pair's `enabled`, so the next reconciliation
-keeps what the operator asked for.
+The tasks it sends are those of collectors.hosting.control, which also holds the
+operators' start, stop and restart.
 """
 
 from __future__ import annotations
@@ -19,17 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from celery import current_app
 from celery.result import AsyncResult
 from django.db import transaction
 
-from collectors import leases
-from collectors.config import collector_configs_from_db
-from collectors.heartbeat import Heartbeat, config_key, read_heartbeats
+from collectors.config.store import collector_configs_from_db
+from collectors.hosting import leases
+from collectors.hosting.control import send_start, send_to_worker
+from collectors.hosting.heartbeat import Heartbeat, config_key, read_heartbeats
+from collectors.hosting.schedule import sync_health_check_schedule
 from collectors.models import CollectorStatus, TradingPair
-from collectors.schedule import sync_health_check_schedule
 from collectors.types import ExchangeCollectorConfig
-from collectors.worker import COLLECTORS_QUEUE, control_queue
 
 logger = logging.getLogger(__name__)
 
@@ -215,25 +213,6 @@ def task_expiry(desired: dict[str, ExchangeCollectorConfig]) -> float:
     return max(MIN_TASK_EXPIRY, 2 * interval)
 
 
-def send_start(name: str, *, expires: float = 300.0) -> AsyncResult:
-    """Ask the collector workers to run a stream: whichever takes the task takes the lease."""
-    return current_app.send_task(
-        "collectors.start", args=[name], queue=COLLECTORS_QUEUE, expires=expires
-    )
-
-
-def send_to_worker(
-    kind: str, name: str, worker: str, reason: str, *, expires: float = 300.0
-) -> AsyncResult:
-    """Send a stop or restart to the worker that runs the stream."""
-    return current_app.send_task(
-        f"collectors.{kind}",
-        args=[name, reason],
-        queue=control_queue(worker),
-        expires=expires,
-    )
-
-
 def send(action: Action, expires: float) -> AsyncResult:
     if action.kind == "start":
         return send_start(action.name, expires=expires)
@@ -268,74 +247,3 @@ def reconcile(client: redis.Redis | None = None) -> dict[str, Any]:
 def collector_states(client: redis.Redis | None = None) -> list[CollectorState]:
     """Every configured or running stream as it is now (for the admin and the command)."""
     return observe(client).states()
-
-
-def hosting_worker(name: str, client: redis.Redis | None = None) -> str | None:
-    """The worker that holds the stream's lease, None when nobody runs it."""
-    owner = leases.holder(client or leases.redis_client(), name)
-    return leases.worker_of(owner) if owner else None
-
-
-# operators' control ---------------------------------------------------------------------
-
-
-class ControlError(ValueError):
-    """An operator's request that cannot be done; the message says why."""
-
-
-@dataclass(slots=True)
-class Request:
-    """What a control request sent: the task's result handle, None when nothing was sent."""
-
-    name: str
-    action: str
-    worker: str
-    result: AsyncResult | None
-    note: str = ""
-
-
-def trading_pair(name: str) -> TradingPair:
-    exchange, _, symbol = name.partition(":")
-    try:
-        return TradingPair.objects.select_related("exchange").get(
-            exchange__name=exchange, symbol=symbol
-        )
-    except TradingPair.DoesNotExist:
-        raise ControlError(
-            f"no trading pair {name!r} (names are exchange:symbol, e.g. okx:BTC-USDT)"
-        ) from None
-
-
-def start_collector(name: str) -> Request:
-    """Enable the pair and ask a collector worker to run it now."""
-    pair = trading_pair(name)
-    if not pair.exchange.enabled:
-        raise ControlError(f"exchange {pair.exchange.name} is disabled; enable it first")
-    note = ""
-    if not pair.enabled:
-        pair.enabled = True
-        pair.save(update_fields=["enabled"])
-        note = "enabled"
-    return Request(name, "start", "", send_start(name), note)
-
-
-def stop_collector(name: str) -> Request:
-    """Disable the pair (if configured) and stop it on the worker that runs it."""
-    pairs = TradingPair.objects.filter(exchange__name=name.partition(":")[0])
-    updated = pairs.filter(symbol=name.partition(":")[2], enabled=True).update(enabled=False)
-    note = "disabled" if updated else ""
-    worker = hosting_worker(name)
-    if worker is None:
-        return Request(name, "stop", "", None, note or "not running")
-    return Request(name, "stop", worker, send_to_worker("stop", name, worker, "operator"), note)
-
-
-def restart_collector(name: str) -> Request:
-    """Restart it where it runs; start it when it should run and does not."""
-    pair = trading_pair(name)
-    worker = hosting_worker(name)
-    if worker is not None:
-        return Request(name, "restart", worker, send_to_worker("restart", name, worker, "operator"))
-    if not (pair.enabled and pair.exchange.enabled):
-        raise ControlError(f"{name} is not running and is disabled; start it instead")
-    return Request(name, "start", "", send_start(name), "was not running")

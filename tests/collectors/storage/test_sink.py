@@ -12,16 +12,13 @@ import pytest
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
-from collectors.storage import (
-    SpillDirectoryBusy,
-    StorageSink,
-    list_spill_files,
-    newest_stored_trade,
-    point_to_row,
-)
+from collectors.storage.rows import point_to_row
+from collectors.storage.sink import SpillDirectoryBusy, StorageSink
+from collectors.storage.spill import list_spill_files
 from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
 from marketdata.models import MarketData, RawTrade
-from tests.conftest import wait_until
+from marketdata.selectors import newest_stored_trade
+from tests.helpers import wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -244,7 +241,7 @@ def test_on_commit_gets_the_committed_points_and_the_commit_time(make_sink):
 def test_it_keeps_every_trade_through_a_ten_second_outage_spilling_to_disk(
     make_sink, database, proxy, caplog
 ):
-    caplog.set_level(logging.INFO, logger="collectors.storage")
+    caplog.set_level(logging.INFO, logger="collectors.storage.sink")
     limit = 1000
     sink = make_sink(
         name="outage",

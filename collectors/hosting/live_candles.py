@@ -25,7 +25,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from collectors.base import BaseDataCollector
+from collectors.collector import BaseDataCollector
 from collectors.types import DataType
 from marketdata.candles import CandleValue, LiveCandleAggregator, candle_message, store_candles
 

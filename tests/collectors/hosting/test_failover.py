@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 import pytest
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from collectors import heartbeat, leases
-from collectors.health import reconcile
+from collectors.hosting import heartbeat, leases
+from collectors.hosting.reconcile import reconcile
 from marketdata.models import MarketData, RawTrade
-from tests.collectors.test_hosting import (
+from tests.collectors.hosting.processes import (
     BTC,
     ETH,
     LEASE_TTL,
@@ -27,7 +27,7 @@ from tests.collectors.test_hosting import (
     stored_trade_ids,
     wait_for_quiet,
 )
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

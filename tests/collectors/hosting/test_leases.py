@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 
-from collectors import heartbeat, leases
-from collectors.heartbeat import Heartbeat, WorkerBeat
+from collectors.hosting import heartbeat, leases
+from collectors.hosting.heartbeat import Heartbeat, WorkerBeat
 from collectors.types import DataType, ExchangeCollectorConfig
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 STREAM = "okx:BTC-USDT"
 

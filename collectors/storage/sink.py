@@ -23,409 +23,40 @@ import bisect
 import contextlib
 import fcntl
 import logging
-import os
 import re
-import secrets
-import socket
-import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import orjson
-import psycopg
 from django.conf import settings
 
-from collectors.types import (
-    DataType,
-    ExchangeCollectorConfig,
-    MarketDataPoint,
-    validate_market_data_point,
+from collectors.storage.backends import backend_for
+from collectors.storage.rows import Row, point_from_row, point_to_row, split_rows
+from collectors.storage.spill import (
+    SpillFile,
+    list_spill_files,
+    read_spill_lines,
+    row_of_line,
+    write_spill_file,
 )
+from collectors.types import MarketDataPoint
 
 logger = logging.getLogger(__name__)
 
-# A trade row: exchange, symbol, trade_id, price, size, side, timestamp, raw_data (JSON or None).
-# A market data row: exchange, symbol, data_type, timestamp, data (JSON). All strings, so a
-# row is as cheap to hold, to COPY and to spill as it can be; they differ by length.
-Row = tuple
-TRADE_ROW_LENGTH = 8
-MARKET_ROW_LENGTH = 5
-
-MAX_TEXT_LENGTH = 50  # exchange and symbol columns are VARCHAR(50)
-# DECIMAL(20, 8): anything that rounds to 10**12 at 8 places overflows the column.
-MAX_PRICE = Decimal("999999999999.999999995")
 MIN_BATCH_ROWS = 20_000  # a backlog is written in batches this big, for throughput
 SPILL_FILE_ROWS = 10_000  # rows per spill file; a file is replayed in one transaction
 STOP_SPILL_RESERVE = 1.0  # seconds of a stop() timeout kept for spilling what is left
 INTERRUPT_GRACE = 5.0  # seconds stop() waits after breaking a hung connection
 REJECT_LOG_EVERY = 1000  # after the first ten, log one bad point in this many
-SPILL_NAME = re.compile(r"^(\d{20})-(\d{20})-\w+\.jsonl(\.tmp)?$")
 NAME_PATTERN = re.compile(r"^[\w.-]+$")
-# Django's own keys in a DATABASES entry's OPTIONS, which are not libpq parameters.
-DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume_role"}
-CONNECTION_DEFAULTS = {
-    "connect_timeout": 5,
-    # A network that silently drops packets fails a write in seconds, not minutes.
-    "keepalives": 1,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 15_000,
-}
 
 
 class SpillDirectoryBusy(RuntimeError):
     """Another live process holds the spill directory of a sink with this name."""
-
-
-# rows -------------------------------------------------------------------------
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def to_json(value: Any) -> str:
-    """JSON text for a JSONB column: Decimals as strings; PostgreSQL refuses NUL characters."""
-    text = orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
-    if "\\u0000" in text:
-        raise ValueError("JSON with a NUL character")
-    return text
-
-
-def utc_iso(timestamp: datetime) -> str:
-    return timestamp.astimezone(UTC).isoformat()
-
-
-def _check_text(name: str, value: str, limit: int = MAX_TEXT_LENGTH) -> str:
-    if len(value) > limit or "\x00" in value:
-        raise ValueError(f"Invalid {name}: {value[:60]!r}")
-    return value
-
-
-def _decimal_text(name: str, value: Decimal) -> str:
-    if not value < MAX_PRICE:
-        raise ValueError(f"Invalid trade {name} (too large for DECIMAL(20, 8)): {value}")
-    return format(value, "f")
-
-
-def point_to_row(point: MarketDataPoint) -> Row:
-    """The row a point is stored as; ValueError or TypeError for a point that cannot be."""
-    validate_market_data_point(point)
-    exchange = _check_text("exchange", point.exchange)
-    symbol = _check_text("symbol", point.symbol)
-    timestamp = utc_iso(point.timestamp)
-    data = point.data
-    if point.data_type is DataType.TRADE:
-        raw = data.get("raw")
-        return (
-            exchange,
-            symbol,
-            _check_text("trade_id", data["trade_id"], 100),
-            _decimal_text("price", data["price"]),
-            _decimal_text("size", data["size"]),
-            data["side"],
-            timestamp,
-            None if raw is None else to_json(raw),
-        )
-    return (exchange, symbol, point.data_type.value, timestamp, to_json(data))
-
-
-def point_from_row(row: Row) -> MarketDataPoint:
-    """The point as stored: Decimals for a trade's price and size, JSON types elsewhere."""
-    if len(row) == TRADE_ROW_LENGTH:
-        exchange, symbol, trade_id, price, size, side, timestamp, raw = row
-        data = {"trade_id": trade_id, "price": Decimal(price), "size": Decimal(size), "side": side}
-        if raw is not None:
-            data["raw"] = orjson.loads(raw)
-        return MarketDataPoint(
-            exchange, symbol, datetime.fromisoformat(timestamp), DataType.TRADE, data
-        )
-    exchange, symbol, data_type, timestamp, data = row
-    return MarketDataPoint(
-        exchange,
-        symbol,
-        datetime.fromisoformat(timestamp),
-        DataType(data_type),
-        orjson.loads(data),
-    )
-
-
-def split_rows(rows: list[Row]) -> tuple[list[Row], list[Row]]:
-    trades = [row for row in rows if len(row) == TRADE_ROW_LENGTH]
-    if len(trades) == len(rows):
-        return trades, []
-    return trades, [row for row in rows if len(row) != TRADE_ROW_LENGTH]
-
-
-# spill files ------------------------------------------------------------------
-
-
-@dataclass(slots=True, frozen=True)
-class SpillFile:
-    path: Path
-    first_seq: int
-    last_seq: int
-
-
-def spill_file_of(path: Path) -> SpillFile | None:
-    match = SPILL_NAME.match(path.name)
-    if match is None:
-        return None
-    return SpillFile(path, int(match[1]), int(match[2]))
-
-
-def list_spill_files(directory: Path) -> list[SpillFile]:
-    """Spill files in replay order; a `.tmp` left by a crash holds rows never stored elsewhere."""
-    found = (spill_file_of(path) for path in directory.iterdir())
-    return sorted((f for f in found if f is not None), key=lambda f: (f.first_seq, f.path.name))
-
-
-def write_spill_file(directory: Path, first_seq: int, rows: list[Row]) -> SpillFile:
-    """Write rows durably: to a temporary name, fsynced, then renamed into place."""
-    last_seq = first_seq + len(rows) - 1
-    path = directory / f"{first_seq:020d}-{last_seq:020d}-{secrets.token_hex(4)}.jsonl"
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as file:
-        file.write(b"\n".join(map(orjson.dumps, rows)) + b"\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    _fsync_directory(directory)
-    return SpillFile(path, first_seq, last_seq)
-
-
-def read_spill_lines(path: Path) -> list[bytes]:
-    return [line for line in path.read_bytes().splitlines() if line.strip()]
-
-
-def row_of_line(line: bytes) -> Row | None:
-    """The row a spill line holds; None for a line cut short by a crash or otherwise bad."""
-    try:
-        row = tuple(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        return None
-    return row if len(row) in (TRADE_ROW_LENGTH, MARKET_ROW_LENGTH) else None
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-# databases --------------------------------------------------------------------
-
-
-def postgres_connection_params(database: dict, name: str) -> dict[str, Any]:
-    """psycopg.connect() keywords for a Django DATABASES entry."""
-    options = {
-        k: v for k, v in (database.get("OPTIONS") or {}).items() if k not in DJANGO_ONLY_OPTIONS
-    }
-    params: dict[str, Any] = {"dbname": database.get("NAME") or "postgres"}
-    for key, param in (
-        ("USER", "user"),
-        ("PASSWORD", "password"),
-        ("HOST", "host"),
-        ("PORT", "port"),
-    ):
-        if database.get(key):
-            params[param] = str(database[key])
-    params.update(options)
-    for key, value in CONNECTION_DEFAULTS.items():
-        params.setdefault(key, value)
-    params.setdefault("application_name", f"tcp-dashboard storage {name}"[:63])
-    return params
-
-
-STAGE_COLUMNS = "exchange, symbol, trade_id, price, size, side, timestamp, raw_data"
-MARKET_COLUMNS = "exchange, symbol, data_type, timestamp, data"
-CREATE_STAGE = """
-CREATE TEMPORARY TABLE IF NOT EXISTS raw_trades_stage (
-    exchange VARCHAR(50), symbol VARCHAR(50), trade_id VARCHAR(100),
-    price NUMERIC(20, 8), size NUMERIC(20, 8), side VARCHAR(10),
-    timestamp TIMESTAMPTZ, raw_data JSONB
-) ON COMMIT DELETE ROWS
-"""
-INSERT_FROM_STAGE = f"""
-INSERT INTO raw_trades ({STAGE_COLUMNS}) SELECT {STAGE_COLUMNS} FROM raw_trades_stage
-ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
-"""
-
-
-class PostgresBackend:
-    """One psycopg connection: COPY into a staging table, then INSERT ... ON CONFLICT DO NOTHING."""
-
-    data_errors = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
-
-    def __init__(self, database: dict, name: str) -> None:
-        self._params = postgres_connection_params(database, name)
-        self.secret = str(database.get("PASSWORD") or "")
-        self._conn: psycopg.Connection | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None and not self._conn.closed
-
-    def connect(self) -> None:
-        if self.connected:
-            return
-        conn = psycopg.connect(**self._params, autocommit=True)
-        try:
-            conn.execute(CREATE_STAGE)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def transaction(self) -> contextlib.AbstractContextManager:
-        # Nested inside an open transaction, psycopg makes this a savepoint.
-        return self._conn.transaction()
-
-    def write(self, trades: list[Row], market: list[Row], *, isolated: bool) -> int:
-        """Write rows inside the open transaction; the number of trades newly inserted."""
-        inserted = 0
-        with self._conn.cursor() as cursor:
-            if trades:
-                with cursor.copy(f"COPY raw_trades_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
-                    for row in trades:
-                        copy.write_row(row)
-                cursor.execute(INSERT_FROM_STAGE)
-                inserted = cursor.rowcount
-                if isolated:
-                    # Later parts of the same transaction must not insert these again.
-                    cursor.execute("DELETE FROM raw_trades_stage")
-            if market:
-                with cursor.copy(f"COPY market_data ({MARKET_COLUMNS}) FROM STDIN") as copy:
-                    for row in market:
-                        copy.write_row(row)
-        return inserted
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def interrupt(self) -> None:
-        """From another thread: break a call hung on a dead network."""
-        conn = self._conn
-        if conn is None or conn.closed:
-            return
-        with contextlib.suppress(Exception):
-            descriptor = os.dup(conn.pgconn.socket)
-            with socket.socket(fileno=descriptor) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-SQLITE_INSERT_TRADE = f"""
-INSERT INTO raw_trades ({STAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
-"""
-SQLITE_INSERT_MARKET = f"INSERT INTO market_data ({MARKET_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-
-
-def sqlite_timestamp(iso: str) -> str:
-    """Django's SQLite format: naive UTC, space separated (our ISO strings end in +00:00)."""
-    return iso[:-6].replace("T", " ", 1)
-
-
-class SqliteBackend:
-    """The portable path: sqlite3 executemany; a duplicate trade is ignored by its unique key."""
-
-    data_errors = (sqlite3.IntegrityError, sqlite3.DataError)
-
-    def __init__(self, database: dict, name: str) -> None:
-        self._path = str(database["NAME"])
-        options = database.get("OPTIONS") or {}
-        self._timeout = float(options.get("timeout", 20))
-        self._init_command = options.get("init_command", "")
-        self.secret = ""
-        self._conn: sqlite3.Connection | None = None
-        self._depth = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._conn is not None
-
-    def connect(self) -> None:
-        if self.connected:
-            return
-        conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
-        try:
-            for statement in filter(None, (s.strip() for s in self._init_command.split(";"))):
-                conn.execute(statement)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        self._depth = 0
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        conn = self._conn
-        savepoint = f"sp{self._depth}"
-        conn.execute(f"SAVEPOINT {savepoint}" if self._depth else "BEGIN IMMEDIATE")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth:
-                conn.execute(f"ROLLBACK TO {savepoint}")
-                conn.execute(f"RELEASE {savepoint}")
-            else:
-                conn.execute("ROLLBACK")
-            raise
-        self._depth -= 1
-        conn.execute(f"RELEASE {savepoint}" if self._depth else "COMMIT")
-
-    def write(self, trades: list[Row], market: list[Row], *, isolated: bool) -> int:
-        conn = self._conn
-        before = conn.total_changes
-        conn.executemany(
-            SQLITE_INSERT_TRADE, [(*row[:6], sqlite_timestamp(row[6]), row[7]) for row in trades]
-        )
-        inserted = conn.total_changes - before
-        conn.executemany(
-            SQLITE_INSERT_MARKET, [(*row[:3], sqlite_timestamp(row[3]), row[4]) for row in market]
-        )
-        return inserted
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def interrupt(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.interrupt()
-
-
-def backend_for(database: dict, name: str) -> PostgresBackend | SqliteBackend:
-    engine = database.get("ENGINE", "")
-    if engine.endswith("postgresql"):
-        return PostgresBackend(database, name)
-    if engine.endswith("sqlite3"):
-        return SqliteBackend(database, name)
-    raise ValueError(f"StorageSink supports PostgreSQL and SQLite, not {engine!r}")
-
-
-# the sink ---------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -945,22 +576,3 @@ class StorageSink:
                 return
             self._spilling = True
         self._spill_memory(keep=0)
-
-
-def newest_stored_trade(config: ExchangeCollectorConfig) -> str | None:
-    """Where a starting collector's trades may resume: the newest trade stored for its
-    market, if within COLLECTOR_BACKFILL_WINDOW seconds; None if there is none (or the
-    database cannot say), and the collector takes the exchange's recent trades only."""
-    window = settings.COLLECTOR_BACKFILL_WINDOW
-    if not window or DataType.TRADE not in config.data_types:
-        return None
-    from django.db import DatabaseError
-
-    from marketdata.selectors import newest_trade_id
-
-    since = datetime.now(UTC) - timedelta(seconds=window)
-    try:
-        return newest_trade_id(config.exchange, config.symbol, since)
-    except DatabaseError as error:
-        logger.warning("%s: newest stored trade unknown (%s)", config.name, error)
-        return None

@@ -12,12 +12,12 @@ from django.apps import apps
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
-from collectors import heartbeat, leases
-from collectors.health import Action, plan, reconcile, restart_reason, states
-from collectors.heartbeat import Heartbeat, config_key
+from collectors.hosting import heartbeat, leases
+from collectors.hosting.heartbeat import Heartbeat, config_key
+from collectors.hosting.reconcile import Action, plan, reconcile, restart_reason, states
 from collectors.models import CollectorStatus, TradingPair
 from collectors.types import DataType, ExchangeCollectorConfig
-from tests.collectors.test_hosting import (
+from tests.collectors.hosting.processes import (
     BTC,
     ETH,
     celery_processes,
@@ -26,7 +26,7 @@ from tests.collectors.test_hosting import (
     running_heartbeat,
     stored_trade_ids,
 )
-from tests.conftest import wait_until
+from tests.helpers import wait_until
 
 # deciding ---------------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ the host renews the leases of the streams it runs and publishes their status. A 
 whose lease cannot be renewed (taken over, or unreachable for a whole TTL) is stopped,
 and what it receives once its lease may have expired is never stored (LeaseFence).
 
-Restarts of unhealthy collectors are decided by the health check (collectors.health),
+Restarts of unhealthy collectors are decided by the health check (hosting.reconcile),
 not here, so that one place decides and records them.
 """
 
@@ -26,15 +26,16 @@ from typing import Any
 
 import redis
 
-from collectors import heartbeat, leases
-from collectors.base import BaseDataCollector
-from collectors.config import collector_configs_from_db
+from collectors.collector import BaseDataCollector
+from collectors.config.store import collector_configs_from_db
 from collectors.factory import ExchangeFactory
-from collectors.heartbeat import WorkerBeat, config_key, heartbeat_of
-from collectors.live_candles import LiveCandles
+from collectors.hosting import heartbeat, leases
+from collectors.hosting.heartbeat import WorkerBeat, config_key, heartbeat_of
+from collectors.hosting.live_candles import LiveCandles
 from collectors.manager import CollectorManager
-from collectors.storage import StorageSink, newest_stored_trade
+from collectors.storage.sink import StorageSink
 from collectors.types import ExchangeCollectorConfig
+from marketdata.selectors import newest_stored_trade
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +138,8 @@ class CollectorHost:
         self.load_config = load_config
         self._own_sink = sink is None
         self.sink = sink or StorageSink(name=sink_name(worker))
-        self.manager = CollectorManager(
-            sink=self.sink,
-            check_interval=NO_LOCAL_RESTARTS,
-            live_candles=LiveCandles(publish_to=self.client),
-        )
+        self.manager = CollectorManager(sink=self.sink, check_interval=NO_LOCAL_RESTARTS)
+        self.live_candles = LiveCandles(publish_to=self.client)
         self._hosted: dict[str, Hosted] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._publish_lock = threading.Lock()
@@ -185,7 +183,7 @@ class CollectorHost:
             logger.exception("collector host %s: stopping collectors failed", self.worker)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
-        self.manager.live_candles.stop()
+        self.live_candles.stop()
         if self._own_sink:
             self.sink.stop(timeout=max(1.0, deadline - time.monotonic()))
         logger.info("collector host %s stopped", self.worker)
@@ -347,12 +345,13 @@ class CollectorHost:
             entry = Hosted(collector, config_key(config), sent_at + self.lease_ttl)
             collector.sink = LeaseFence(self.sink, entry)
             self.manager.add_collector(collector)
+            self.live_candles.attach(collector)
             self._hosted[name] = entry
             try:
                 live = await collector.start()
             except BaseException:
                 await collector.stop(force=True)
-                self.manager.remove_collector(name)
+                self._remove(name)
                 await asyncio.to_thread(self._forget, name, entry)
                 raise
             await asyncio.to_thread(self._publish, {name})
@@ -376,7 +375,7 @@ class CollectorHost:
             logger.info("%s: stopping on %s (%s)", name, self.worker, reason)
             # Leases stay renewed while it stops, so no other worker starts it meanwhile.
             await entry.collector.stop(force=force)
-            self.manager.remove_collector(name)
+            self._remove(name)
             await asyncio.to_thread(self._forget, name, entry)
 
     async def _restart(
@@ -414,13 +413,18 @@ class CollectorHost:
         if resume_after is not None:
             new.adapter.resume_after_trade(resume_after)
         await old.stop()
-        self.manager.remove_collector(old.name)
+        self._remove(old.name)
         new.restarts = old.restarts + 1
         new.last_restart_time = time.time()
         new.sink = old.sink
         self.manager.add_collector(new)
+        self.live_candles.attach(new)
         entry.collector, entry.config = new, key
         return await new.start()
+
+    def _remove(self, name: str) -> None:
+        self.live_candles.detach(name)
+        self.manager.remove_collector(name)
 
     async def _shut_down(self, force: bool) -> None:
         # A start in progress adds its collector while others stop: repeat until none is left.

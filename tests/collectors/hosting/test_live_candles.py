@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from collectors.factory import ExchangeFactory
-from collectors.live_candles import LiveCandles, candle_channel
+from collectors.hosting.live_candles import LiveCandles, candle_channel
 from collectors.manager import CollectorManager
 from marketdata.candles import (
     CANDLE_FIELDS,
@@ -18,8 +18,7 @@ from marketdata.candles import (
 )
 from marketdata.models import Candle, RawTrade
 from marketdata.times import utc_text
-from tests.collectors.conftest import make_config, run
-from tests.conftest import free_port, wait_until
+from tests.helpers import free_port, make_config, run, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,8 +26,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_live_1s_candles_equal_the_candles_of_the_stored_trades(simulator, sink, settings):
     settings.CANDLE_GRACE = 0.2
     live = LiveCandles(timeframes=["1s"])
-    manager = CollectorManager(sink=sink, live_candles=live)
-    manager.add_collector(ExchangeFactory.create_collector(make_config(simulator)))
+    manager = CollectorManager(sink=sink)
+    collector = ExchangeFactory.create_collector(make_config(simulator))
+    manager.add_collector(collector)
+    live.attach(collector)
     assert run(manager.start())
     wait_until(lambda: Candle.objects.filter(timeframe="1s").count() >= 4, 20, message="candles")
     # the interval still open is stored as it stands, marked not final
@@ -39,6 +40,7 @@ def test_live_1s_candles_equal_the_candles_of_the_stored_trades(simulator, sink,
     )
     stopping = datetime.now(UTC)
     run(manager.stop())
+    live.stop()
     sink.flush(10)
 
     stored = list(Candle.objects.filter(timeframe="1s", is_final=True).order_by("timestamp"))
@@ -71,8 +73,10 @@ def test_live_candles_are_published_to_redis_as_stored(simulator, sink, settings
     subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
     subscriber.subscribe(candle_channel("okx", "BTC-USDT", "1s"))
     live = LiveCandles(timeframes=["1s"], publish_to=redis.Redis.from_url(settings.REDIS_URL))
-    manager = CollectorManager(sink=sink, live_candles=live)
-    manager.add_collector(ExchangeFactory.create_collector(make_config(simulator)))
+    manager = CollectorManager(sink=sink)
+    collector = ExchangeFactory.create_collector(make_config(simulator))
+    manager.add_collector(collector)
+    live.attach(collector)
     assert run(manager.start())
     messages: list[dict] = []
 
@@ -83,6 +87,7 @@ def test_live_candles_are_published_to_redis_as_stored(simulator, sink, settings
 
     wait_until(lambda: finals() >= 3, 20, message="three final candles published")
     run(manager.stop())
+    live.stop()
     sink.flush(10)
     finals()
     subscriber.close()
@@ -111,11 +116,14 @@ def test_candles_are_stored_while_redis_is_away(simulator, sink, settings, caplo
     settings.CANDLE_GRACE = 0.2
     nowhere = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
     live = LiveCandles(timeframes=["1s"], publish_to=nowhere)
-    manager = CollectorManager(sink=sink, live_candles=live)
-    manager.add_collector(ExchangeFactory.create_collector(make_config(simulator)))
+    manager = CollectorManager(sink=sink)
+    collector = ExchangeFactory.create_collector(make_config(simulator))
+    manager.add_collector(collector)
+    live.attach(collector)
     assert run(manager.start())
     wait_until(lambda: live.stored >= 3, 20, message="candles stored")
     run(manager.stop())
+    live.stop()
 
     assert Candle.objects.filter(timeframe="1s", is_final=True).count() == live.stored
     assert live.published == 0 and live.publish_failures >= live.stored

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from collectors import leases
 from collectors.factory import ExchangeFactory
-from collectors.live_candles import LiveCandles
+from collectors.hosting import leases
+from collectors.hosting.live_candles import LiveCandles
 from collectors.manager import CollectorManager
-from collectors.storage import StorageSink, newest_stored_trade
+from collectors.storage.sink import StorageSink
 from collectors.types import ExchangeCollectorConfig
+from marketdata.selectors import newest_stored_trade
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,14 @@ def run_collectors(
     if own_sink:
         sink.start()
     publish_to = leases.redis_client() if settings.REDIS_URL else None
-    manager = CollectorManager(sink=sink, live_candles=LiveCandles(publish_to=publish_to))
+    manager = CollectorManager(sink=sink)
+    live_candles = LiveCandles(publish_to=publish_to)
     for collector in collectors:
         resume_after = newest_stored_trade(collector.config)
         if resume_after is not None:  # fill in what the last run missed
             collector.adapter.resume_after_trade(resume_after)
         manager.add_collector(collector)
+        live_candles.attach(collector)
 
     async def main() -> None:
         connected = await manager.start()
@@ -82,6 +85,7 @@ def run_collectors(
     try:
         asyncio.run(main())
     finally:
+        live_candles.stop()
         if own_sink:
             sink.stop()
         if publish_to is not None:

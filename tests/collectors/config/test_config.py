@@ -10,24 +10,29 @@ import sys
 import pytest
 from django.core.management import CommandError, call_command
 
-from collectors.config import (
+from collectors.config.files import (
+    load_exchange_config_file,
+)
+from collectors.config.schema import (
     DEFAULT_CHANNELS,
     ConfigError,
     ExchangeConfig,
     TradingPairConfig,
     collector_configs,
-    collector_configs_from_db,
-    exchange_config_to_dict,
-    load_exchange_config_file,
     parse_exchange_config,
-    save_exchange_config,
     validate_collector_config,
     validate_exchange_fields,
     validate_trading_pair_fields,
 )
+from collectors.config.store import (
+    collector_configs_from_db,
+    exchange_config_from_model,
+    exchange_config_to_dict,
+    save_exchange_config,
+)
 from collectors.models import Exchange, TradingPair
 from collectors.types import DataType, ExchangeCollectorConfig
-from tests.conftest import ROOT, service_env
+from tests.helpers import ROOT, service_env
 
 SPEC_EXAMPLE = {
     "exchange": "okx",
@@ -678,7 +683,9 @@ def test_collector_configs_come_from_the_database_for_enabled_pairs_of_enabled_e
     [config] = collector_configs_from_db()
     assert config.symbol == "BTC-USDT"
     assert config.custom_params["reconnect_delay"] == 1.0
-    assert collector_configs(Exchange.objects.get(pk=exchange.pk)) == [config]
+    assert collector_configs(exchange_config_from_model(Exchange.objects.get(pk=exchange.pk))) == [
+        config
+    ]
     Exchange.objects.filter(pk=exchange.pk).update(enabled=False)
     assert collector_configs_from_db() == []
 
@@ -687,7 +694,7 @@ def test_collector_configs_come_from_the_database_for_enabled_pairs_of_enabled_e
 def test_an_exchange_stored_invalid_is_logged_and_skipped(caplog):
     save_exchange_config(simulator_config())
     TradingPair.objects.filter(symbol="ETH-USDT").update(data_types=["trades"])
-    with caplog.at_level(logging.ERROR, logger="collectors.config"):
+    with caplog.at_level(logging.ERROR, logger="collectors.config.store"):
         assert collector_configs_from_db() == []
     assert "trading_pairs[1].data_types[0]: unknown data type 'trades'" in caplog.text
 

@@ -3,9 +3,9 @@
 import pytest
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
-from collectors.health import reconcile
+from collectors.hosting.reconcile import reconcile
+from collectors.hosting.schedule import HEALTH_CHECK_SCHEDULE, sync_health_check_schedule
 from collectors.models import Exchange, TradingPair
-from collectors.schedule import HEALTH_CHECK_SCHEDULE, sync_health_check_schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -17,10 +17,10 @@ import websocket
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from collectors.orderbook import okx_checksum
+from collectors.exchanges.orderbook import okx_checksum
 from collectors.simulators.market import MarketGenerator
 from collectors.simulators.okx import OkxSimulator, bar_bounds
-from tests.conftest import ROOT, service_env, wait_until
+from tests.helpers import ROOT, service_env, wait_until
 
 WS_TIMEOUT = 5.0
 

@@ -1,13 +1,13 @@
 """API views for collectors: their status and health (from heartbeats), and staff control.
 
 Desired state comes from the database (trading pairs), actual state from Redis (leases and
-heartbeats), both through collectors.health. Start, stop and restart send the same tasks
-the admin and `manage.py collectors` send, and answer 202 with the task's id.
+heartbeats), both through collectors.hosting.status. Start, stop and restart send the same
+tasks the admin and `manage.py collectors` send (collectors.hosting.control), and answer
+202 with the task's id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import kombu.exceptions
@@ -19,25 +19,18 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from collectors import health
-from collectors.heartbeat import Heartbeat
+from collectors.hosting import control
+from collectors.hosting.status import (
+    STATISTICS,
+    current_collectors,
+    health_dict,
+    one_collector,
+    status_dict,
+)
 from collectors.models import TradingPair
 from marketdata.api.permissions import IsStaff
 from marketdata.api.views import ApiView, error_responses, read_responses
 
-STATISTICS = {
-    "messages_received": int,
-    "messages_processed": int,
-    "errors": int,
-    "restarts": int,
-    "uptime_seconds": float,
-    "reconnect_attempts": int,
-    "last_message_time": str,
-    "connection_uptime": str,
-    "last_error": str,
-    "last_restart_time": str,
-}
-HEALTH_TIMES = ("time_since_heartbeat", "time_since_data")
 NAME = OpenApiParameter(
     "name",
     {"type": "string", "pattern": r"^[a-z0-9_-]{1,50}:[A-Za-z0-9][A-Za-z0-9._-]{0,49}$"},
@@ -57,105 +50,14 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
-def _typed(value: Any, kind: type) -> Any:
+def read_collectors(name: str | None = None) -> Any:
+    """Every collector, or the one named (None if unknown); 503 while Redis is away."""
     try:
-        return kind(value) if value is not None else kind()
-    except (TypeError, ValueError):
-        return kind()
-
-
-def _seconds(value: Any, plus: float) -> float | None:
-    try:
-        return round(float(value) + plus, 3)
-    except (TypeError, ValueError):
-        return None
-
-
-@dataclass(slots=True, frozen=True)
-class Collector:
-    """One stream as the API shows it: its judged state, its last heartbeat, its pair."""
-
-    state: health.CollectorState
-    beat: Heartbeat | None
-    pair: TradingPair | None
-
-
-def status_dict(collector: Collector) -> dict[str, Any]:
-    """The spec's Collector Status, with the stream's name, host, health and issues."""
-    state, beat, pair = collector.state, collector.beat, collector.pair
-    reported = beat.status if beat is not None else {}
-    age = beat.age() if beat is not None else 0.0
-    times = reported.get("health", {})
-    statistics = reported.get("statistics", {})
-    exchange = pair.exchange if pair is not None else None
-    default_silence = exchange.max_silence_duration if exchange is not None else None
-    return {
-        "name": state.name,
-        "worker": state.worker,
-        "is_healthy": state.is_healthy,
-        "issues": [str(issue) for issue in state.issues],
-        "exchange": state.exchange,
-        "status": state.status,
-        "should_be_running": state.should_be_running,
-        "symbols": [str(s) for s in reported.get("symbols", [state.symbol])],
-        "data_types": [str(t) for t in reported.get("data_types", pair.data_types if pair else [])],
-        "auto_restart": bool(
-            reported.get("auto_restart", exchange.auto_restart if exchange else False)
-        ),
-        "health": {
-            **{name: _seconds(times.get(name), age) for name in HEALTH_TIMES},
-            "max_silence_duration": _seconds(
-                times.get("max_silence_duration", default_silence), 0.0
-            ),
-        },
-        "statistics": {
-            name: _typed(statistics.get(name), kind) for name, kind in STATISTICS.items()
-        },
-    }
-
-
-def health_dict(collector: Collector) -> dict[str, Any]:
-    """The spec's Health Status; healthy and issues as the health check judges them."""
-    state, beat = collector.state, collector.beat
-    reported = beat.health if beat is not None else {}
-    return {
-        "name": state.name,
-        "worker": state.worker,
-        "is_healthy": state.is_healthy,
-        "issues": [str(issue) for issue in state.issues],
-        "status": state.status,
-        "last_heartbeat": str(reported.get("last_heartbeat", "")),
-        "last_data_received": str(reported.get("last_data_received", "")),
-        "should_be_running": state.should_be_running,
-        "is_running": bool(reported.get("is_running", False)),
-    }
-
-
-def current_collectors() -> list[Collector]:
-    """Every configured or running stream, disabled pairs included, by name."""
-    try:
-        seen = health.observe()
+        return current_collectors() if name is None else one_collector(name)
     except ImproperlyConfigured as error:
         raise Unavailable("Collector state lives in Redis, and REDIS_URL is not set.") from error
     except redis.RedisError as error:
         raise Unavailable() from error
-    pairs = {pair.collector_name: pair for pair in TradingPair.objects.select_related("exchange")}
-    states = {
-        state.name: state for state in health.states(seen.desired, seen.heartbeats, seen.holders)
-    }
-    for name in pairs.keys() - states.keys():
-        states[name] = health.state_of(name, None, None, None)
-    return [
-        Collector(states[name], seen.heartbeats.get(name), pairs.get(name))
-        for name in sorted(states)
-    ]
-
-
-def one_collector(name: str) -> Collector:
-    for collector in current_collectors():
-        if collector.state.name == name:
-            return collector
-    raise NotFound(f"no collector {name[:60]!r} (names are exchange:symbol, e.g. okx:BTC-USDT)")
 
 
 SECONDS = serializers.FloatField(allow_null=True)
@@ -226,7 +128,7 @@ class CollectorList(ApiView):
         tags=["collectors"],
     )
     def get(self, request: Request) -> Response:
-        return Response([status_dict(collector) for collector in current_collectors()])
+        return Response([status_dict(collector) for collector in read_collectors()])
 
 
 class CollectorHealth(ApiView):
@@ -238,7 +140,12 @@ class CollectorHealth(ApiView):
         tags=["collectors"],
     )
     def get(self, request: Request, name: str) -> Response:
-        return Response(health_dict(one_collector(name)))
+        collector = read_collectors(name)
+        if collector is None:
+            raise NotFound(
+                f"no collector {name[:60]!r} (names are exchange:symbol, e.g. okx:BTC-USDT)"
+            )
+        return Response(health_dict(collector))
 
 
 class CollectorControl(ApiView):
@@ -253,10 +160,10 @@ class CollectorControl(ApiView):
         known = TradingPair.objects.filter(exchange__name=exchange, symbol=symbol).exists()
         try:
             # A stream that runs without a pair (deleted in the admin) can still be stopped.
-            if not known and (self.action != "stop" or health.hosting_worker(name) is None):
+            if not known and (self.action != "stop" or control.hosting_worker(name) is None):
                 raise NotFound(f"no collector {name[:60]!r} (names are exchange:symbol)")
             sent = self.send(name)
-        except health.ControlError as error:
+        except control.ControlError as error:
             raise Conflict(str(error)) from error
         except (redis.RedisError, kombu.exceptions.OperationalError, ImproperlyConfigured) as error:
             raise Unavailable() from error
@@ -290,11 +197,11 @@ def control_view(action: str, send, summary: str) -> type[CollectorControl]:
 
 
 CollectorStart = control_view(
-    "start", health.start_collector, "Enable a collector and start it (staff)."
+    "start", control.start_collector, "Enable a collector and start it (staff)."
 )
 CollectorStop = control_view(
-    "stop", health.stop_collector, "Disable a collector and stop it (staff)."
+    "stop", control.stop_collector, "Disable a collector and stop it (staff)."
 )
 CollectorRestart = control_view(
-    "restart", health.restart_collector, "Restart a collector where it runs (staff)."
+    "restart", control.restart_collector, "Restart a collector where it runs (staff)."
 )

@@ -4,7 +4,7 @@ import zlib
 
 import pytest
 
-from collectors.orderbook import OrderBook, okx_checksum, parse_level
+from collectors.exchanges.orderbook import OrderBook, okx_checksum, parse_level
 
 
 def signed_crc32(text: str) -> int:

@@ -1,4 +1,7 @@
-"""Exchange configuration: the spec's JSON format, its validation, and its storage in the models.
+"""The exchange configuration's rules: the spec's JSON format and its validation, pure.
+
+Nothing here reads or writes the database: collectors.config.files reads files and
+collectors.config.store the models, and the models' clean() calls the checks below.
 
 Every check names the offending field by its JSON path and quotes the bad value, and all
 problems of a configuration are reported at once, so an operator fixes a file in one pass.
@@ -6,22 +9,17 @@ problems of a configuration are reported at once, so an operator fixes a file in
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.exchanges import adapter_class, supported_exchanges
 from collectors.exchanges.base import ExchangeAdapter
 from collectors.types import DataType, ExchangeCollectorConfig
-
-if TYPE_CHECKING:
-    from collectors.models import Exchange, TradingPair
 
 logger = logging.getLogger(__name__)
 
@@ -505,145 +503,11 @@ def parse_data_types(data: dict, path: str, problems: Problems) -> list[tuple[st
     return [(at, data_type) for at, data_type in checked if data_type is not None]
 
 
-# files ----------------------------------------------------------------------------------
+# collectors --------------------------------------------------------------------------------
 
 
-class DuplicateKey(ValueError):
-    pass
-
-
-def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result: dict = {}
-    for key, value in pairs:
-        if key in result:
-            raise DuplicateKey(f"invalid JSON: duplicate key {key!r} in an object")
-        result[key] = value
-    return result
-
-
-def reject_constant(name: str) -> Any:
-    raise DuplicateKey(f"invalid JSON: {name} is not a JSON number")
-
-
-def read_json_file(path: str | Path) -> Any:
-    """The file's JSON; ConfigError with line and column if it is not JSON. OSError passes."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError([f"not UTF-8 text: {error}"]) from None
-    try:
-        return json.loads(
-            text, object_pairs_hook=reject_duplicate_keys, parse_constant=reject_constant
-        )
-    except json.JSONDecodeError as error:
-        message = f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}"
-        raise ConfigError([message]) from None
-    except DuplicateKey as error:
-        raise ConfigError([str(error)]) from None
-
-
-def load_exchange_config_file(path: str | Path) -> ExchangeConfig:
-    return parse_exchange_config(read_json_file(path))
-
-
-def load_exchange_configs_file(path: str | Path) -> list[ExchangeConfig]:
-    """A file holding one configuration or an array of them (what a dump of all writes)."""
-    return parse_exchange_configs(read_json_file(path))
-
-
-# the models -----------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class SavedConfig:
-    exchange: Exchange
-    changes: list[str]  # "created exchange okx", "updated trading pair okx:BTC-USDT", ...
-
-
-def save_exchange_config(config: ExchangeConfig, *, replace: bool = False) -> Exchange:
-    """Store a configuration; pairs missing from it are deleted only with `replace`."""
-    return apply_exchange_config(config, replace=replace).exchange
-
-
-def apply_exchange_config(config: ExchangeConfig, *, replace: bool = False) -> SavedConfig:
-    """save_exchange_config, also saying what it created, updated and deleted."""
-    from django.db import transaction
-
-    from collectors.models import Exchange, TradingPair
-
-    changes = []
-    with transaction.atomic():
-        exchange, created = Exchange.objects.update_or_create(
-            name=config.exchange, defaults=exchange_fields(config)
-        )
-        changes.append(f"{'created' if created else 'updated'} exchange {exchange.name}")
-        for pair in config.trading_pairs:
-            _, created = TradingPair.objects.update_or_create(
-                exchange=exchange,
-                symbol=pair.symbol,
-                defaults={
-                    "enabled": pair.enabled,
-                    "data_types": [data_type.value for data_type in pair.data_types],
-                    "channels": dict(pair.channels),
-                },
-            )
-            verb = "created" if created else "updated"
-            changes.append(f"{verb} trading pair {exchange.name}:{pair.symbol}")
-        if replace:
-            symbols = [pair.symbol for pair in config.trading_pairs]
-            stale = exchange.trading_pairs.exclude(symbol__in=symbols).order_by("symbol")
-            for symbol in stale.values_list("symbol", flat=True):
-                changes.append(f"deleted trading pair {exchange.name}:{symbol}")
-            stale.delete()
-    return SavedConfig(exchange, changes)
-
-
-def exchange_fields(config: ExchangeConfig) -> dict[str, Any]:
-    fields = {setting.name: getattr(config, setting.name) for setting in SETTINGS}
-    fields["business_ws_url"] = config.business_ws_url or ""
-    fields["rest_url"] = config.rest_url or ""
-    fields["enabled"] = config.enabled
-    return fields
-
-
-def exchange_config_to_dict(exchange: Exchange) -> dict[str, Any]:
-    """The spec's JSON for a stored exchange, pairs in the order they were added."""
-    data = exchange_settings_to_dict(exchange)
-    pairs = sorted(exchange.trading_pairs.all(), key=lambda pair: pair.pk)
-    data["trading_pairs"] = [
-        {
-            "symbol": pair.symbol,
-            "enabled": pair.enabled,
-            "data_types": pair.data_types,
-            "channels": pair.channels,
-        }
-        for pair in pairs
-    ]
-    return data
-
-
-def exchange_settings_to_dict(exchange: Exchange) -> dict[str, Any]:
-    """The exchange's part of the spec's JSON; a blank optional URL is left out."""
-    data: dict[str, Any] = {"exchange": exchange.name, "enabled": exchange.enabled}
-    for section in SECTIONS:
-        values = {s.name: getattr(exchange, s.name) for s in SETTINGS if s.section == section}
-        data[section] = {name: value for name, value in values.items() if value != ""}
-    return data
-
-
-def exchange_config_from_model(exchange: Exchange) -> ExchangeConfig:
-    """A stored exchange as a validated configuration; ConfigError if it was stored invalid."""
-    return parse_exchange_config(exchange_config_to_dict(exchange))
-
-
-# collectors -----------------------------------------------------------------------------
-
-
-def collector_configs(config: ExchangeConfig | Exchange) -> list[ExchangeCollectorConfig]:
+def collector_configs(config: ExchangeConfig) -> list[ExchangeCollectorConfig]:
     """One collector config per enabled pair of an enabled exchange."""
-    if not isinstance(config, ExchangeConfig):
-        config = exchange_config_from_model(config)
     if not config.enabled:
         return []
     connection = {name: getattr(config, name) for name in CUSTOM_PARAMS if name != "channels"}
@@ -660,19 +524,6 @@ def collector_configs(config: ExchangeConfig | Exchange) -> list[ExchangeCollect
         for pair in config.trading_pairs
         if pair.enabled
     ]
-
-
-def collector_configs_from_db() -> list[ExchangeCollectorConfig]:
-    """Collector configs of every stored exchange; an invalid one is logged and skipped."""
-    from collectors.models import Exchange
-
-    configs = []
-    for exchange in Exchange.objects.filter(enabled=True).prefetch_related("trading_pairs"):
-        try:
-            configs.extend(collector_configs(exchange))
-        except ConfigError as error:
-            logger.error("exchange %s is stored invalid, not collecting it: %s", exchange, error)
-    return configs
 
 
 def validate_collector_config(config: ExchangeCollectorConfig) -> list[str]:
@@ -719,10 +570,19 @@ def check_custom_params(
     return params["channels"] if channels is not None else None
 
 
-# the admin ------------------------------------------------------------------------------
+# the admin: model instances, read as plain objects ------------------------------------------
 
 
-def validate_exchange_fields(exchange: Exchange) -> dict[str, list[str]]:
+def exchange_settings_to_dict(exchange: Any) -> dict[str, Any]:
+    """The exchange's part of the spec's JSON; a blank optional URL is left out."""
+    data: dict[str, Any] = {"exchange": exchange.name, "enabled": exchange.enabled}
+    for section in SECTIONS:
+        values = {s.name: getattr(exchange, s.name) for s in SETTINGS if s.section == section}
+        data[section] = {name: value for name, value in values.items() if value != ""}
+    return data
+
+
+def validate_exchange_fields(exchange: Any) -> dict[str, list[str]]:
     """Problems of an Exchange by model field name, for a form's ValidationError."""
     data = {**exchange_settings_to_dict(exchange), "trading_pairs": []}
     problems = Problems()
@@ -735,7 +595,7 @@ def validate_exchange_fields(exchange: Exchange) -> dict[str, list[str]]:
 
 
 def validate_trading_pair_fields(
-    pair: TradingPair, exchange_name: str | None = None
+    pair: Any, exchange_name: str | None = None
 ) -> dict[str, list[str]]:
     """Problems of a TradingPair by model field name, checked against its exchange's adapter."""
     problems = Problems()

@@ -8,6 +8,9 @@ tasks for the streams it hosts are sent.
 
 The collector host lives in the worker's main process, so the control tasks must run
 there too: collector workers use the threads (or solo) pool, never prefork.
+
+tcp_dashboard/celery.py names this step by its dotted path, so it is imported when a
+worker builds its blueprint, after Django is set up, and not when settings load.
 """
 
 from __future__ import annotations
@@ -15,20 +18,15 @@ from __future__ import annotations
 import logging
 
 from celery import bootsteps
-from celery.utils.nodenames import worker_direct
 from django.core.exceptions import ImproperlyConfigured
-from kombu import Queue
+
+from collectors.hosting.host import CollectorHost, set_current_host
+from collectors.hosting.queues import COLLECTORS_QUEUE, control_queue
 
 logger = logging.getLogger(__name__)
 
-COLLECTORS_QUEUE = "collectors"
 IN_PROCESS_POOLS = ("celery.concurrency.thread", "celery.concurrency.solo")
 SHUTDOWN_TIMEOUT = 60.0
-
-
-def control_queue(worker: str) -> Queue:
-    """The queue only `worker` consumes: where stop and restart for its streams go."""
-    return worker_direct(worker)
 
 
 def hosts_collectors(worker) -> bool:
@@ -54,26 +52,18 @@ class CollectorHostStep(bootsteps.StartStopStep):
         worker.app.amqp.queues.select_add(control_queue(worker.hostname))
 
     def create(self, worker):
-        from collectors.hosting import CollectorHost
-
         return CollectorHost(worker.hostname)
 
     def start(self, worker) -> None:
-        from collectors.hosting import set_current_host
-
         self.obj.start()
         set_current_host(self.obj)
 
     def stop(self, worker) -> None:
         """Warm shutdown: every collector stops and the sink is flushed before the worker exits."""
-        from collectors.hosting import set_current_host
-
         self.obj.stop(timeout=SHUTDOWN_TIMEOUT)
         set_current_host(None)
 
     def terminate(self, worker) -> None:
         """Cold shutdown: stop at once; what the sink could not write is spilled to disk."""
-        from collectors.hosting import set_current_host
-
         self.obj.terminate()
         set_current_host(None)
