@@ -18,18 +18,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from collectors.exchanges.base import ExchangeAdapter
-from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, RECV_TICK, Link, LinkStats
+from collectors.health_rule import health_issues, restart_cause
+from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, Link, LinkStats
+from collectors.times import utc_text
+from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
 from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
 
 logger = logging.getLogger(__name__)
-
-DEFAULTS = {
-    "ping_interval": 25.0,
-    "pong_timeout": 10.0,
-    "max_reconnect_attempts": 5,
-    "reconnect_delay": 5.0,
-    "max_silence_duration": 60.0,
-}
 
 
 class Sink(Protocol):
@@ -37,10 +32,8 @@ class Sink(Protocol):
 
 
 def iso(timestamp: float | None) -> str:
-    """ISO 8601 UTC for a time.time() value; '' for never."""
-    if not timestamp:
-        return ""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    """A time.time() value as ISO 8601 UTC text; '' for never."""
+    return utc_text(datetime.fromtimestamp(timestamp, UTC)) if timestamp else ""
 
 
 def without_raw(point: MarketDataPoint) -> MarketDataPoint:
@@ -116,7 +109,11 @@ class BaseDataCollector:
     def setting(self, name: str):
         params = self.config.custom_params or {}
         value = params.get(name)
-        return DEFAULTS[name] if value is None else value
+        if value is not None:
+            return value
+        if name == "max_message_bytes":  # the exchange's own bound
+            return self.adapter.max_message_bytes
+        return DEFAULTS[name]
 
     # lifecycle --------------------------------------------------------------
 
@@ -302,25 +299,13 @@ class BaseDataCollector:
         return round(now - reference, 3) if reference else 0.0
 
     def health_issues(self) -> list[str]:
-        now = time.time()
-        issues = []
-        if self.should_be_running and not self.is_running:
-            issues.append(f"not running (status {self._status})")
-        if self._status == "error":
-            issues.append(f"error: {self.last_error}")
-        if self._status == "reconnecting":
-            issues.append("reconnecting")
-        if self.should_be_running:
-            silence = self._seconds_since(self.last_data_time, now)
-            limit = float(self.setting("max_silence_duration"))
-            if silence > limit:
-                issues.append(f"no data for {silence:.0f}s (max_silence_duration {limit:.0f}s)")
-            heartbeat_age = self._seconds_since(self.last_heartbeat, now)
-            if self.is_running and heartbeat_age > max(10.0, 4 * RECV_TICK):
-                issues.append(f"no heartbeat for {heartbeat_age:.0f}s")
-        elif self.is_running:
-            issues.append("running but should be stopped")
-        return issues
+        """What is wrong now, by the one rule (collectors.health_rule); empty when healthy."""
+        issues = health_issues(self.get_status(), is_running=self.is_running)
+        return [issue.text for issue in issues]
+
+    def restart_cause(self) -> str | None:
+        """Why a restart would help now (in error, silent, not running), or None."""
+        return restart_cause(self.get_status(), is_running=self.is_running)
 
     def get_health_status(self) -> dict[str, Any]:
         issues = self.health_issues()

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from collectors.collector import BaseDataCollector, Sink
+from collectors.types import COLLECTOR_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +19,11 @@ class CollectorManager:
         *,
         sink: Sink | None = None,
         check_interval: float | None = None,
+        auto_restart: bool = True,
     ) -> None:
         self.sink = sink
+        # Off where something else restarts collectors (the health check of hosted ones).
+        self.auto_restart = auto_restart
         self._collectors: dict[str, BaseDataCollector] = {}
         self._check_interval = check_interval
         self._monitor: threading.Thread | None = None
@@ -45,7 +49,7 @@ class CollectorManager:
         """Start every collector; True when all of them connected."""
         results = await asyncio.gather(*(c.start() for c in self._collectors.values()))
         self._stopping.clear()
-        if self._monitor is None or not self._monitor.is_alive():
+        if self.auto_restart and (self._monitor is None or not self._monitor.is_alive()):
             self._monitor = threading.Thread(
                 target=self._watch, name="collector-monitor", daemon=True
             )
@@ -74,19 +78,18 @@ class CollectorManager:
         if self._check_interval is not None:
             return self._check_interval
         intervals = [c.config.health_check_interval for c in self._collectors.values()]
-        return min(intervals, default=30.0)
+        return min(intervals, default=COLLECTOR_DEFAULTS["health_check_interval"])
 
     def _watch(self) -> None:
-        """Every health_check_interval, restart collectors that are unhealthy and may be."""
+        """Every health_check_interval, restart the collectors with auto_restart on whose
+        trouble a restart cures (collectors.health_rule, the health check's rule too)."""
         while not self._stopping.wait(self.interval()):
             for collector in list(self._collectors.values()):
                 if self._stopping.is_set():
                     return
                 if not (collector.should_be_running and collector.config.auto_restart):
                     continue
-                issues = collector.health_issues()
-                if issues:
-                    logger.warning(
-                        "%s unhealthy (%s): restarting", collector.name, "; ".join(issues)
-                    )
+                cause = collector.restart_cause()
+                if cause:
+                    logger.warning("%s unhealthy (%s): restarting", collector.name, cause)
                     asyncio.run(collector.restart())

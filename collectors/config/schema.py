@@ -19,16 +19,11 @@ from urllib.parse import urlsplit
 
 from collectors.exchanges import adapter_class, supported_exchanges
 from collectors.exchanges.base import ExchangeAdapter
+from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
 from collectors.types import DataType, ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHANNELS = {
-    "trades": "trades",
-    "orderbook": "books5",
-    "ticker": "tickers",
-    "candle": "candle1m",
-}
 # Balances need a logged-in private connection; collectors only open public ones so far.
 UNCOLLECTABLE = {DataType.BALANCE: "it needs a private (logged-in) connection, not supported yet"}
 MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's limit in PostgreSQL
@@ -67,21 +62,21 @@ class ExchangeConfig:
     enabled: bool = True
     business_ws_url: str | None = None
     rest_url: str | None = None
-    ping_interval: float = 25.0
-    pong_timeout: float = 10.0
-    max_reconnect_attempts: int = 5
-    reconnect_delay: float = 5.0
-    store_raw_data: bool = True
-    health_check_interval: float = 30.0
-    auto_restart: bool = True
-    buffer_size: int = 1000
-    max_silence_duration: float = 60.0
+    ping_interval: float = DEFAULTS["ping_interval"]
+    pong_timeout: float = DEFAULTS["pong_timeout"]
+    max_reconnect_attempts: int = DEFAULTS["max_reconnect_attempts"]
+    reconnect_delay: float = DEFAULTS["reconnect_delay"]
+    store_raw_data: bool = DEFAULTS["store_raw_data"]
+    health_check_interval: float = DEFAULTS["health_check_interval"]
+    auto_restart: bool = DEFAULTS["auto_restart"]
+    buffer_size: int = DEFAULTS["buffer_size"]
+    max_silence_duration: float = DEFAULTS["max_silence_duration"]
 
 
 # checks of single values: return the normalized value or raise Invalid ----------------------
 
 
-class Invalid(Exception):
+class Invalid(ValueError):
     """One value that fails its check; the message says why, quoting the value."""
 
 
@@ -199,18 +194,10 @@ CUSTOM_PARAMS = (
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
-def trade_backfill_count(value: Any) -> int:
-    value = non_negative_integer(value)
-    if value > 500:
-        raise Invalid(f"must be at most 500, the most OKX serves, not {value!r}")
-    return value
-
-
-# Tuning a collector may also carry in custom_params (not part of the exchange file): how
-# many recent trades a trades subscription fetches, and how many pages of older ones.
+# Tuning any collector may carry in custom_params (not part of the exchange file); each
+# adapter adds its own (ExchangeAdapter.tuning_params, e.g. OKX's trade backfill).
 TUNING_PARAMS: dict[str, Callable[[Any], Any]] = {
-    "trade_backfill": trade_backfill_count,
-    "trade_backfill_pages": non_negative_integer,
+    "max_message_bytes": integer_check(1024, "a number of bytes, at least 1024"),
 }
 
 
@@ -228,7 +215,7 @@ class Problems:
         """The checked value, or None after recording why it is invalid."""
         try:
             return check(value)
-        except Invalid as error:
+        except ValueError as error:  # Invalid, or an adapter's check refusing a value
             self.add(path, str(error))
             return None
 
@@ -308,6 +295,11 @@ def check_channels(
         else:
             valid[role] = channel
     return valid
+
+
+def default_channels(adapter: type[ExchangeAdapter] | None) -> dict[str, str]:
+    """The channels a trading pair uses when it names none: the adapter's defaults."""
+    return dict(adapter.default_channels) if adapter is not None else {}
 
 
 def data_type_named(value: Any) -> DataType:
@@ -469,12 +461,12 @@ def parse_pair(
         problems.add(key_path(path, "symbol"), "missing required key")
     enabled = problems.check(key_path(path, "enabled"), boolean, data.get("enabled", True))
     channels_path = key_path(path, "channels")
-    if "channels" in data:
+    if data.get("channels", {}) != {}:  # absent or {}: the adapter's default channels
         channels = check_channels(data["channels"], adapter, channels_path, problems)
         # a role with a bad channel name is reported once, not again as a missing role
         configured = data["channels"] if channels is not None else None
     else:
-        channels = configured = dict(DEFAULT_CHANNELS)
+        channels = configured = default_channels(adapter)
     data_types = parse_data_types(data, key_path(path, "data_types"), problems)
     check_data_types(data_types, configured, channels_path, adapter, problems)
     if len(problems.items) > before:
@@ -554,18 +546,19 @@ def check_custom_params(
 ) -> dict[str, Any] | None:
     """Validate custom_params; the channels a collector will use (None if not an object)."""
     if params is None:
-        return dict(DEFAULT_CHANNELS)
+        return default_channels(adapter)
     params = object_at(params, "custom_params", problems)
     if params is None:
         return None
-    unknown_keys(params, (*CUSTOM_PARAMS, *TUNING_PARAMS), "custom_params", problems)
+    tuning = {**TUNING_PARAMS, **(adapter.tuning_params if adapter is not None else {})}
+    unknown_keys(params, (*CUSTOM_PARAMS, *tuning), "custom_params", problems)
     checks = {name: setting.check for name, setting in SETTINGS_BY_NAME.items()}
-    for name, check in {**checks, **TUNING_PARAMS}.items():
+    for name, check in {**checks, **tuning}.items():
         # None stands for the collector's default, as it does in BaseDataCollector.setting
         if name in params and params[name] is not None:
             problems.check(key_path("custom_params", name), check, params[name])
-    if params.get("channels") is None:
-        return dict(DEFAULT_CHANNELS)
+    if params.get("channels") in (None, {}):
+        return default_channels(adapter)
     channels = check_channels(params["channels"], adapter, "custom_params.channels", problems)
     return params["channels"] if channels is not None else None
 

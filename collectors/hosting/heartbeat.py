@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from collectors.times import utc_text
 from collectors.types import ExchangeCollectorConfig
 
 HEARTBEAT_PREFIX = "collectors:heartbeat:"
@@ -87,7 +88,7 @@ class Heartbeat:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["published_at"] = self.published_at.isoformat()
+        data["published_at"] = utc_text(self.published_at)
         return json.dumps(data)
 
     @classmethod
@@ -119,7 +120,7 @@ class WorkerBeat:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["published_at"] = self.published_at.isoformat()
+        data["published_at"] = utc_text(self.published_at)
         return json.dumps(data)
 
     @classmethod

@@ -40,8 +40,6 @@ from marketdata.selectors import newest_stored_trade
 logger = logging.getLogger(__name__)
 
 CONTROL_TIMEOUT = 90.0  # longest a start/stop/restart waits: a stop flushes up to 30 s
-# The manager's own restart loop stays idle: the health check restarts collectors.
-NO_LOCAL_RESTARTS = 24 * 3600.0
 
 ConfigLoader = Callable[[str], ExchangeCollectorConfig | None]
 
@@ -138,7 +136,8 @@ class CollectorHost:
         self.load_config = load_config
         self._own_sink = sink is None
         self.sink = sink or StorageSink(name=sink_name(worker))
-        self.manager = CollectorManager(sink=self.sink, check_interval=NO_LOCAL_RESTARTS)
+        # No restart loop of its own: the health check restarts hosted collectors.
+        self.manager = CollectorManager(sink=self.sink, auto_restart=False)
         self.live_candles = LiveCandles(publish_to=self.client)
         self._hosted: dict[str, Hosted] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)

@@ -22,12 +22,13 @@ from celery.result import AsyncResult
 from django.db import transaction
 
 from collectors.config.store import collector_configs_from_db
+from collectors.health_rule import restart_cause
 from collectors.hosting import leases
 from collectors.hosting.control import send_start, send_to_worker
 from collectors.hosting.heartbeat import Heartbeat, config_key, read_heartbeats
 from collectors.hosting.schedule import sync_health_check_schedule
 from collectors.models import CollectorStatus, TradingPair
-from collectors.types import ExchangeCollectorConfig
+from collectors.types import COLLECTOR_DEFAULTS, ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +52,15 @@ class Action:
 
 
 def restart_reason(config: ExchangeCollectorConfig, beat: Heartbeat) -> str | None:
-    """Why a running collector should be restarted now, or None when it should not."""
+    """Why a running collector should be restarted now, or None when it should not: a
+    changed configuration, or (with auto_restart) a trouble a restart cures, by the same
+    rule the collector judges its own health with (collectors.health_rule)."""
     if beat.config and beat.config != config_key(config):
         return "configuration changed"
     if not config.auto_restart:
         return None
-    status = beat.status
-    if status.get("status") == "error":
-        return f"in error: {beat.last_error}" if beat.last_error else "in error"
-    health = status.get("health", {})
-    statistics = status.get("statistics", {})
-    # Silence counts from the last data or the last (re)start, whichever is later: a
-    # collector restarted a moment ago is not silent yet, whatever it was before.
-    silence = min(
-        float(health.get("time_since_data", 0.0)),
-        float(statistics.get("uptime_seconds", 0.0)),
-    )
-    limit = float(health.get("max_silence_duration", 0.0))
-    if limit and silence > limit:
-        return f"no data for {silence:.0f}s (max_silence_duration {limit:g}s)"
-    if not beat.health.get("is_running", True) and status.get("status") != "starting":
-        return f"not running (status {status.get('status')})"
-    return None
+    is_running = bool(beat.health.get("is_running", True))
+    return restart_cause(beat.status, is_running=is_running, should_run=True)
 
 
 def plan(
@@ -209,7 +197,8 @@ def observe(client: redis.Redis | None = None) -> Observation:
 
 def task_expiry(desired: dict[str, ExchangeCollectorConfig]) -> float:
     """A control task not taken within two check intervals is stale: the next check resends it."""
-    interval = min((c.health_check_interval for c in desired.values()), default=30.0)
+    default = COLLECTOR_DEFAULTS["health_check_interval"]
+    interval = min((c.health_check_interval for c in desired.values()), default=default)
     return max(MIN_TASK_EXPIRY, 2 * interval)
 
 

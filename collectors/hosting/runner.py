@@ -15,7 +15,7 @@ from collectors.hosting import leases
 from collectors.hosting.live_candles import LiveCandles
 from collectors.manager import CollectorManager
 from collectors.storage.sink import StorageSink
-from collectors.types import ExchangeCollectorConfig
+from collectors.types import COLLECTOR_DEFAULTS, ExchangeCollectorConfig
 from marketdata.selectors import newest_stored_trade
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ class CollectorSummary:
 
 
 def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
-    buffer_sizes = [(c.custom_params or {}).get("buffer_size") or 1000 for c in configs]
-    return StorageSink(name=name, buffer_size=max(buffer_sizes, default=1000))
+    default = COLLECTOR_DEFAULTS["buffer_size"]
+    buffer_sizes = [(c.custom_params or {}).get("buffer_size") or default for c in configs]
+    return StorageSink(name=name, buffer_size=max(buffer_sizes, default=default))
 
 
 def run_collectors(

@@ -18,12 +18,13 @@ import math
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from collectors.models import Exchange
+from collectors.types import COLLECTOR_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
 HEALTH_CHECK_SCHEDULE = "collectors: health check"
 HEALTH_CHECK_TASK = "collectors.health_check"
-DEFAULT_INTERVAL = 30.0
+DEFAULT_INTERVAL = COLLECTOR_DEFAULTS["health_check_interval"]
 
 
 def health_check_every() -> int:

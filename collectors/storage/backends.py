@@ -135,8 +135,10 @@ SQLITE_INSERT_MARKET = f"INSERT INTO market_data ({MARKET_COLUMNS}) VALUES (?, ?
 
 
 def sqlite_timestamp(iso: str) -> str:
-    """Django's SQLite format: naive UTC, space separated (our ISO strings end in +00:00)."""
-    return iso[:-6].replace("T", " ", 1)
+    """Django's SQLite format: naive UTC, space separated. Rows carry UTC text ending in Z;
+    spill files written before that end in +00:00."""
+    naive = iso[:-1] if iso.endswith("Z") else iso.removesuffix("+00:00")
+    return naive.replace("T", " ", 1)
 
 
 class SqliteBackend:

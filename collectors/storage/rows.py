@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from collectors.times import utc_text
 from collectors.types import DataType, MarketDataPoint, validate_market_data_point
 
 # A trade row: exchange, symbol, trade_id, price, size, side, timestamp, raw_data (JSON or None).
@@ -36,10 +37,6 @@ def to_json(value: Any) -> str:
     return text
 
 
-def utc_iso(timestamp: datetime) -> str:
-    return timestamp.astimezone(UTC).isoformat()
-
-
 def _check_text(name: str, value: str, limit: int = MAX_TEXT_LENGTH) -> str:
     if len(value) > limit or "\x00" in value:
         raise ValueError(f"Invalid {name}: {value[:60]!r}")
@@ -57,7 +54,7 @@ def point_to_row(point: MarketDataPoint) -> Row:
     validate_market_data_point(point)
     exchange = _check_text("exchange", point.exchange)
     symbol = _check_text("symbol", point.symbol)
-    timestamp = utc_iso(point.timestamp)
+    timestamp = utc_text(point.timestamp)
     data = point.data
     if point.data_type is DataType.TRADE:
         raw = data.get("raw")

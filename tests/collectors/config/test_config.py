@@ -14,7 +14,6 @@ from collectors.config.files import (
     load_exchange_config_file,
 )
 from collectors.config.schema import (
-    DEFAULT_CHANNELS,
     ConfigError,
     ExchangeConfig,
     TradingPairConfig,
@@ -30,6 +29,7 @@ from collectors.config.store import (
     exchange_config_to_dict,
     save_exchange_config,
 )
+from collectors.exchanges.okx import OkxAdapter
 from collectors.models import Exchange, TradingPair
 from collectors.types import DataType, ExchangeCollectorConfig
 from tests.helpers import ROOT, service_env
@@ -158,7 +158,7 @@ def test_channels_default_when_omitted():
         "ticker": "tickers",
         "candle": "candle1m",
     }
-    assert config.trading_pairs[0].channels == DEFAULT_CHANNELS
+    assert config.trading_pairs[0].channels == OkxAdapter.default_channels
 
 
 def test_sections_other_than_the_public_url_may_be_left_out():
