@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import websocket
 
 from collectors.exchanges.base import Endpoint, FrameError, Handled
-from collectors.frames import open_socket
+from collectors.frames import CLOSE, PING, PONG, open_socket
 
 if TYPE_CHECKING:
     from collectors.collector import BaseDataCollector
@@ -26,6 +26,7 @@ RECV_TICK = 0.25  # seconds a blocking receive waits before the link checks its 
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 3.0  # how long a graceful stop waits for the unsubscribe acknowledgements
 MAX_BACKOFF = 60.0
+WARNING_LOG_EVERY = 1000
 
 
 class LinkStats:
@@ -35,9 +36,11 @@ class LinkStats:
         "errors",
         "messages_processed",
         "messages_received",
+        "pings_answered",
         "pings_sent",
         "points",
         "pongs",
+        "warnings",
     )
 
     def __init__(self) -> None:
@@ -45,8 +48,10 @@ class LinkStats:
         self.messages_received = 0
         self.messages_processed = 0
         self.errors = 0
+        self.pings_answered = 0
         self.pings_sent = 0
         self.pongs = 0
+        self.warnings = 0
 
 
 class Link:
@@ -65,6 +70,7 @@ class Link:
         self.ws: websocket.WebSocket | None = None
         self.connected_since = 0.0
         self.reconnect_attempts = 0
+        self.warnings_here = 0  # this connection's, for spacing out their log lines
         self.thread = threading.Thread(
             target=self.run, name=f"{collector.name}:{endpoint.key}", daemon=True
         )
@@ -143,8 +149,10 @@ class Link:
 
     def connect(self) -> None:
         self.subscribed.clear()
+        self.warnings_here = 0
         self.session = self.collector.adapter.session(self.endpoint)
-        self.reader = open_socket(self.endpoint.url, CONNECT_TIMEOUT)
+        max_bytes = int(self.collector.setting("max_message_bytes"))
+        self.reader = open_socket(self.endpoint.url, CONNECT_TIMEOUT, max_bytes)
         self.ws = websocket.create_connection(
             self.endpoint.url,
             socket=self.reader,
@@ -166,6 +174,7 @@ class Link:
         reader = self.reader
         ping_interval = collector.setting("ping_interval")
         pong_timeout = collector.setting("pong_timeout")
+        keepalive = collector.adapter.keepalive
         stats = self.stats
         last_frame = time.monotonic()
         ping_sent_at = 0.0
@@ -186,7 +195,7 @@ class Link:
             except TimeoutError:
                 frame = None
             else:
-                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                if opcode == CLOSE:
                     raise ConnectionError("connection closed by the server")
             now = time.monotonic()
             collector.last_heartbeat = time.time()
@@ -194,10 +203,22 @@ class Link:
                 if ping_sent_at:
                     if now - ping_sent_at > pong_timeout:
                         raise ConnectionError(f"no pong within {pong_timeout}s")
-                elif now - last_frame >= ping_interval:
-                    ws.send(collector.adapter.ping_frame)
+                elif keepalive.kind != "none" and now - last_frame >= ping_interval:
+                    if keepalive.kind == "text":
+                        ws.send(keepalive.text)
+                    else:
+                        ws.ping()
                     stats.pings_sent += 1
                     ping_sent_at = now
+                continue
+            if opcode == PONG:  # an answer to a protocol ping frame
+                last_frame = now
+                stats.pongs += 1
+                ping_sent_at = 0.0
+                continue
+            if opcode == PING:  # the server's keepalive, answered by the reader
+                last_frame = now
+                stats.pings_answered += 1
                 continue
             last_frame = now
             stats.messages_received += 1
@@ -230,6 +251,8 @@ class Link:
         collector = self.collector
         for message in handled.errors:
             collector.record_error(self, f"{self.endpoint.key}: {message}")
+        for message in handled.warnings:
+            self.warn(message)
         for frame in handled.send:
             self.ws.send(frame)
         if handled.subscribed or handled.points:
@@ -240,6 +263,19 @@ class Link:
             collector.deliver(points)
         if handled.upgrade_notice and not self.retiring:
             collector.replace_link(self)
+
+    def warn(self, message: str) -> None:
+        """Count a warning; log the first of a connection and then one in WARNING_LOG_EVERY."""
+        self.stats.warnings += 1
+        self.warnings_here += 1
+        if self.warnings_here == 1 or self.warnings_here % WARNING_LOG_EVERY == 0:
+            logger.warning(
+                "%s %s: %s (warning %d on this connection)",
+                self.collector.name,
+                self.endpoint.key,
+                message,
+                self.warnings_here,
+            )
 
     def mark_live(self) -> None:
         if self.subscribed.is_set():

@@ -4,10 +4,14 @@ collector configurations pointed at a simulator."""
 import asyncio
 import os
 import socket
+import threading
 import time
+import zlib
 from pathlib import Path
 
+import orjson
 from django.conf import settings
+from websockets.asyncio.server import serve
 
 from collectors.types import DataType, ExchangeCollectorConfig
 
@@ -83,3 +87,53 @@ def candle_json(candle) -> list:
 
 
 CANDLE_DECIMALS = ("open", "high", "low", "close", "volume", "quote_volume", "vwap")
+
+
+def signed_crc32(text: str) -> int:
+    """CRC32 as a signed 32-bit number, as OKX writes its book checksums."""
+    crc = zlib.crc32(text.encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+class ReplayServer:
+    """A loopback WebSocket server that replays recorded OKX pushes: each subscription to a
+    channel of an instrument is acknowledged, then that instrument's frames follow."""
+
+    def __init__(self, frames: dict[str, list[str]]) -> None:
+        self.frames = frames
+        self.connections = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> "ReplayServer":
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the replay server did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        async with serve(self._connection, "127.0.0.1", 0, ping_interval=None) as server:
+            self.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/v5/public"
+            self._ready.set()
+            await self._stop.wait()
+
+    async def _connection(self, ws) -> None:
+        self.connections += 1
+        async for message in ws:
+            if message == "ping":
+                await ws.send("pong")
+                continue
+            request = orjson.loads(message)
+            for arg in request.get("args", []):
+                await ws.send(orjson.dumps({"event": request["op"], "arg": arg}).decode())
+                if request["op"] == "subscribe":
+                    for frame in self.frames.get(arg["instId"], []):
+                        await ws.send(frame)

@@ -1,32 +1,15 @@
-"""Order books kept from snapshots plus updates, and the OKX CRC32 checksum over them."""
+"""Order books kept from snapshots plus updates, with the exchange's strings for each level.
+
+Exchange-neutral: a checksum over a book is the exchange module's (OKX: okx.book_checksum).
+"""
 
 from __future__ import annotations
 
-import zlib
 from bisect import bisect_left, insort
-from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-
-CHECKSUM_DEPTH = 25
 
 # A parsed level: (price, size, price as sent, size as sent)
 ParsedLevel = tuple[Decimal, Decimal, str, str]
-
-
-def okx_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
-    """OKX's checksum: CRC32 of "bid1px:bid1sz:ask1px:ask1sz:..." over the top 25 levels.
-
-    Levels are the exchange's original strings, best first. Where one side has fewer
-    levels, the other side's remaining levels follow alone. The result is signed 32-bit.
-    """
-    parts: list[str] = []
-    for i in range(CHECKSUM_DEPTH):
-        if i < len(bids):
-            parts.append(f"{bids[i][0]}:{bids[i][1]}")
-        if i < len(asks):
-            parts.append(f"{asks[i][0]}:{asks[i][1]}")
-    crc = zlib.crc32(":".join(parts).encode())
-    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 def parse_level(level: object) -> ParsedLevel:
@@ -119,6 +102,3 @@ class OrderBook:
     def top(self, depth: int) -> tuple[list[list[str]], list[list[str]]]:
         """The best `depth` bids and asks as [price, size] strings, best first."""
         return self.bids.top(depth), self.asks.top(depth)
-
-    def checksum(self) -> int:
-        return okx_checksum(*self.top(CHECKSUM_DEPTH))

@@ -3,7 +3,6 @@
 import socket
 import threading
 import time
-import zlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,7 @@ from collectors.exchanges.okx import (
     fetch_okx_book_snapshot,
 )
 from collectors.types import DataType, ExchangeCollectorConfig
+from tests.helpers import signed_crc32
 
 SYMBOL = "BTC-USDT"
 SPEC_TRADE_FRAME = """{
@@ -38,11 +38,6 @@ SPEC_TRADE_FRAME = """{
 }"""
 TS = "1697123456789"
 AT = datetime(2023, 10, 12, 15, 10, 56, 789000, tzinfo=UTC)
-
-
-def signed_crc32(text: str) -> int:
-    crc = zlib.crc32(text.encode())
-    return crc - 2**32 if crc >= 2**31 else crc
 
 
 def adapter(*data_types: DataType, symbol: str = SYMBOL, **params) -> OkxAdapter:

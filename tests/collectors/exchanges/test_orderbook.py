@@ -1,15 +1,12 @@
-"""The local order book: snapshots, updates, deletes, top of book and OKX's checksum."""
+"""The local order book (snapshots, updates, deletes, top of book) and OKX's checksum over it."""
 
 import zlib
 
 import pytest
 
-from collectors.exchanges.orderbook import OrderBook, okx_checksum, parse_level
-
-
-def signed_crc32(text: str) -> int:
-    crc = zlib.crc32(text.encode())
-    return crc - 2**32 if crc >= 2**31 else crc
+from collectors.exchanges.okx import book_checksum, okx_checksum
+from collectors.exchanges.orderbook import OrderBook, parse_level
+from tests.helpers import signed_crc32
 
 
 def book_with(bids, asks) -> OrderBook:
@@ -96,7 +93,7 @@ def test_top_returns_at_most_the_requested_depth():
 def test_the_book_checksum_matches_a_hand_built_string():
     book = book_with(bids=[["100.5", "2"], ["100", "4"]], asks=[["101", "3"]])
     book.apply_update(bids=[["100", "0"]], asks=[["101.5", "1"]])
-    assert book.checksum() == signed_crc32("100.5:2:101:3:101.5:1")
+    assert book_checksum(book) == signed_crc32("100.5:2:101:3:101.5:1")
 
 
 @pytest.mark.parametrize(

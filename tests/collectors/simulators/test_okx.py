@@ -17,7 +17,7 @@ import websocket
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from collectors.exchanges.orderbook import okx_checksum
+from collectors.exchanges.okx import okx_checksum
 from collectors.simulators.market import MarketGenerator
 from collectors.simulators.okx import OkxSimulator, bar_bounds
 from tests.helpers import ROOT, service_env, wait_until
