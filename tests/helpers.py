@@ -51,8 +51,9 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def make_config(simulator, symbol="BTC-USDT", data_types=(DataType.TRADE,), **params):
-    custom = {
+def simulator_connection(simulator) -> dict:
+    """Connection settings for the OKX simulator, quick to notice and survive its faults."""
+    return {
         "public_ws_url": simulator.public_url,
         "business_ws_url": simulator.business_url,
         "rest_url": simulator.rest_url,
@@ -60,6 +61,12 @@ def make_config(simulator, symbol="BTC-USDT", data_types=(DataType.TRADE,), **pa
         "pong_timeout": 1.0,
         "reconnect_delay": 0.1,
         "max_reconnect_attempts": 5,
+    }
+
+
+def make_config(simulator, symbol="BTC-USDT", data_types=(DataType.TRADE,), **params):
+    custom = {
+        **simulator_connection(simulator),
         "max_silence_duration": 5.0,
         "buffer_size": 100,
         "channels": {

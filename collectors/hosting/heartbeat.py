@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
+from collectors.hosting.leases import read_all
 from collectors.times import utc_text
 from collectors.types import ExchangeCollectorConfig
 
@@ -150,18 +151,6 @@ def remove(client: redis.Redis, name: str, worker: str) -> bool:
 
 def remove_worker(client: redis.Redis, worker: str) -> None:
     client.delete(WORKER_PREFIX + worker)
-
-
-def read_all(client: redis.Redis, prefix: str) -> dict[str, str]:
-    keys = sorted(client.scan_iter(match=prefix + "*", count=500))
-    if not keys:
-        return {}
-    values = client.mget(keys)
-    return {
-        key[len(prefix) :]: value
-        for key, value in zip(keys, values, strict=True)
-        if value is not None
-    }
 
 
 def read_heartbeats(client: redis.Redis) -> dict[str, Heartbeat]:

@@ -101,12 +101,17 @@ def holder(client: redis.Redis, name: str) -> str | None:
 
 def holders(client: redis.Redis) -> dict[str, str]:
     """Every held lease: stream name -> owner token."""
-    keys = sorted(client.scan_iter(match=LEASE_PREFIX + "*", count=500))
+    return read_all(client, LEASE_PREFIX)
+
+
+def read_all(client: redis.Redis, prefix: str) -> dict[str, str]:
+    """Every key under `prefix` (without it) -> its value, in two round trips."""
+    keys = sorted(client.scan_iter(match=prefix + "*", count=500))
     if not keys:
         return {}
     values = client.mget(keys)
     return {
-        key[len(LEASE_PREFIX) :]: value
+        key[len(prefix) :]: value
         for key, value in zip(keys, values, strict=True)
         if value is not None
     }

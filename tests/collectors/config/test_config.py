@@ -793,3 +793,38 @@ def test_manage_py_exits_with_1_and_lists_the_errors_without_a_traceback(tmp_pat
     assert "CommandError" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_an_empty_channels_object_means_the_adapters_default_channels():
+    data = with_pair(data_types=["trade", "orderbook"])
+    data["trading_pairs"][0]["channels"] = {}
+    config = parse_exchange_config(data)
+    assert config.trading_pairs[0].channels == OkxAdapter.default_channels
+
+
+def test_a_new_pair_left_at_the_models_default_channels_validates_and_collects_okx_ones():
+    exchange = Exchange(name="okx", public_ws_url="wss://ws.okx.com:8443/ws/v5/public")
+    pair = TradingPair(exchange=exchange, symbol="ETH-USDT")
+    assert pair.channels == {}
+    assert validate_trading_pair_fields(pair) == {}
+    config = ExchangeCollectorConfig(
+        "okx", "ETH-USDT", [DataType.ORDERBOOK], custom_params={"channels": pair.channels}
+    )
+    assert validate_collector_config(config) == []
+    [endpoint] = OkxAdapter(config).endpoints()
+    assert endpoint.subscriptions == ({"channel": "books5", "instId": "ETH-USDT"},)
+
+
+def test_tuning_parameters_are_the_adapters():
+    config = ExchangeCollectorConfig(
+        "okx",
+        "BTC-USDT",
+        [DataType.TRADE],
+        custom_params={"trade_backfill": 501, "max_message_bytes": 10, "unknown_knob": 1},
+    )
+    errors = validate_collector_config(config)
+    assert (
+        "custom_params.trade_backfill: must be at most 500, the most OKX serves, not 501" in errors
+    )
+    assert any(error.startswith("custom_params.max_message_bytes: ") for error in errors)
+    assert any(error.startswith("custom_params.unknown_knob: unknown key") for error in errors)

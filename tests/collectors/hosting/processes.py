@@ -12,7 +12,7 @@ from pathlib import Path
 from collectors.hosting import heartbeat, leases
 from collectors.models import Exchange, TradingPair
 from marketdata.models import RawTrade
-from tests.helpers import ROOT, service_env, wait_until
+from tests.helpers import ROOT, service_env, simulator_connection, wait_until
 
 LEASE_TTL = 2.0
 HEARTBEAT_INTERVAL = 0.25
@@ -137,13 +137,7 @@ def celery_processes(directory: Path):
 def configure_exchange(simulator, pairs: dict[str, bool], data_types=("trade",), **settings):
     """The simulator as the stored exchange `okx` with these pairs (symbol -> enabled)."""
     fields = {
-        "public_ws_url": simulator.public_url,
-        "business_ws_url": simulator.business_url,
-        "rest_url": simulator.rest_url,
-        "ping_interval": 2.0,
-        "pong_timeout": 1.0,
-        "reconnect_delay": 0.1,
-        "max_reconnect_attempts": 5,
+        **simulator_connection(simulator),
         "health_check_interval": 1.0,
         "max_silence_duration": 30.0,
         "buffer_size": 100,
@@ -195,3 +189,8 @@ def wait_for_quiet(client, name: str, since: datetime, seconds: float = 0.5):
         )
 
     wait_until(quiet, timeout=15, message=f"{name} to go quiet")
+
+
+def hosted_on(client, node):
+    beat = heartbeat.read_workers(client).get(node)
+    return beat.streams if beat else []

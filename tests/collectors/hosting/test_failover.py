@@ -20,9 +20,8 @@ from tests.collectors.hosting.processes import (
     BTC,
     ETH,
     LEASE_TTL,
-    celery_processes,
     configure_exchange,
-    empty_redis,
+    hosted_on,
     running_heartbeat,
     stored_trade_ids,
     wait_for_quiet,
@@ -34,18 +33,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HEALTH_CHECK_INTERVAL = 1.0
 
 
-@pytest.fixture
-def hosting_redis():
-    with empty_redis() as client:
-        yield client
-
-
-@pytest.fixture
-def processes(transactional_db, hosting_redis, tmp_path):
-    with celery_processes(tmp_path) as running:
-        yield running
-
-
 def schedule_health_check(every: float) -> None:
     interval, _ = IntervalSchedule.objects.get_or_create(
         every=every, period=IntervalSchedule.SECONDS
@@ -54,11 +41,6 @@ def schedule_health_check(every: float) -> None:
         name="collectors: health check",
         defaults={"task": "collectors.health_check", "interval": interval, "enabled": True},
     )
-
-
-def hosted_on(client, node):
-    beat = heartbeat.read_workers(client).get(node)
-    return beat.streams if beat else []
 
 
 def generated_trade_ids(simulator, symbol: str) -> list[str]:

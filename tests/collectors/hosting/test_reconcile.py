@@ -22,7 +22,7 @@ from tests.collectors.hosting.processes import (
     ETH,
     celery_processes,
     configure_exchange,
-    empty_redis,
+    hosted_on,
     running_heartbeat,
     stored_trade_ids,
 )
@@ -168,22 +168,11 @@ def test_the_schedules_migration_is_idempotent_and_reversible():
 
 
 @pytest.fixture
-def hosting_redis():
-    with empty_redis() as client:
-        yield client
-
-
-@pytest.fixture
 def worker(transactional_db, hosting_redis, tmp_path):
     with celery_processes(tmp_path) as processes:
         node = processes.collector_worker("hc")
         processes.wait_ready(node)
         yield node
-
-
-def hosted_on(client, node):
-    beat = heartbeat.read_workers(client).get(node)
-    return beat.streams if beat else []
 
 
 def test_enabling_a_pair_makes_it_collect_within_one_reconciliation(
