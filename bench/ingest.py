@@ -48,6 +48,13 @@ class LibraryReader:
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        # websocket-client calls these on every frame: bound directly, not via __getattr__
+        self.recv, self.send, self.sendall = sock.recv, sock.send, sock.sendall
+        self.gettimeout, self.settimeout, self.fileno = (
+            sock.gettimeout,
+            sock.settimeout,
+            sock.fileno,
+        )
 
     def read_message(self, ws: websocket.WebSocket) -> tuple[int, bytes]:
         try:
