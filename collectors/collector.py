@@ -179,14 +179,12 @@ class BaseDataCollector:
                 self._links.remove(link)
                 self._retire_stats(link)
 
-    def replace_link(self, link: Link) -> None:
+    def replace_link(self, link: Link, why: str = "upgrade notice") -> None:
         """The server will close `link` soon: open its successor first, lose nothing."""
         with self._lock:
             if not self.should_be_running:
                 return
-            logger.info(
-                "%s %s: upgrade notice, opening a new connection", self.name, link.endpoint.key
-            )
+            logger.info("%s %s: %s, opening a new connection", self.name, link.endpoint.key, why)
             link.retiring = True
             successor = Link(self, link.endpoint, successor_of=link)
             self._links.append(successor)

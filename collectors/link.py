@@ -69,6 +69,7 @@ class Link:
         self.predecessor: Link | None = successor_of
         self.ws: websocket.WebSocket | None = None
         self.connected_since = 0.0
+        self.connected_at = 0.0  # time.monotonic() of the connection, for its lifetime
         self.reconnect_attempts = 0
         self.warnings_here = 0  # this connection's, for spacing out their log lines
         self.thread = threading.Thread(
@@ -162,6 +163,7 @@ class Link:
         )
         self.ws.settimeout(RECV_TICK)
         self.connected_since = time.time()
+        self.connected_at = time.monotonic()
         for frame in self.session.subscribe_frames():
             self.ws.send(frame)
         logger.info(
@@ -175,6 +177,7 @@ class Link:
         ping_interval = collector.setting("ping_interval")
         pong_timeout = collector.setting("pong_timeout")
         keepalive = collector.adapter.keepalive
+        lifetime = collector.adapter.connection_lifetime
         stats = self.stats
         last_frame = time.monotonic()
         ping_sent_at = 0.0
@@ -199,6 +202,8 @@ class Link:
                     raise ConnectionError("connection closed by the server")
             now = time.monotonic()
             collector.last_heartbeat = time.time()
+            if lifetime and not self.retiring and now - self.connected_at >= lifetime:
+                collector.replace_link(self, "connection lifetime reached")
             if frame is None:
                 if ping_sent_at:
                     if now - ping_sent_at > pong_timeout:

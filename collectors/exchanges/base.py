@@ -105,6 +105,10 @@ class ExchangeAdapter(ABC):
     # The largest message accepted from this exchange, in bytes (custom_params
     # "max_message_bytes" overrides it); a bigger one closes the connection.
     max_message_bytes: ClassVar[int] = COLLECTOR_DEFAULTS["max_message_bytes"]
+    # Seconds after which the exchange cuts a connection (Binance: 24 h), less a margin:
+    # the link then opens its successor and closes itself once the successor is live,
+    # as on an upgrade notice. None: connections may live for ever.
+    connection_lifetime: ClassVar[float | None] = None
 
     def __init__(self, config: ExchangeCollectorConfig) -> None:
         self.config = config
