@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar
@@ -53,7 +53,7 @@ from collectors.exchanges.parsing import (
     strict_int,
 )
 from collectors.exchanges.rest import RateLimited, get_json
-from collectors.times import from_epoch_ms
+from collectors.times import EPOCH, from_epoch_ms
 from collectors.types import (
     DataType,
     ExchangeCollectorConfig,
@@ -396,7 +396,7 @@ class OkxSession(ExchangeSession):
                 point = MarketDataPoint(
                     exchange,
                     symbol,
-                    from_epoch_ms(int(item["ts"])),
+                    EPOCH + timedelta(milliseconds=int(item["ts"])),  # the hot path: inline
                     trade,
                     {
                         "trade_id": item["tradeId"],
