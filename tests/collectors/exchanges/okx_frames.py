@@ -82,13 +82,17 @@ def synced_books() -> OkxSession:
 
 
 class CannedOkx(BaseHTTPRequestHandler):
-    """Answers each GET with the next canned body and records the request path."""
+    """Answers each GET with the next canned (status, body) or (status, headers, body) and
+    records the request path."""
 
     def do_GET(self):
         server = self.server
         server.paths.append(self.path)
-        status, body = server.answers.pop(0) if server.answers else (500, b"{}")
+        answer = server.answers.pop(0) if server.answers else (500, b"{}")
+        status, headers, body = answer if len(answer) == 3 else (answer[0], {}, answer[1])
         self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
