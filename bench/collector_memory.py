@@ -100,15 +100,15 @@ def configure(port: int, symbols: list[str]) -> None:
 
 
 def hosted(client) -> list[str]:
-    from collectors.heartbeat import read_workers
+    from collectors.hosting.heartbeat import read_workers
 
     beat = read_workers(client).get(WORKER)
     return beat.streams if beat else []
 
 
 def measure(worker: subprocess.Popen, symbols: list[str], settle: float) -> list[tuple]:
-    from collectors.health import reconcile
-    from collectors.leases import redis_client
+    from collectors.hosting.leases import redis_client
+    from collectors.hosting.reconcile import reconcile
     from collectors.models import TradingPair
     from marketdata.models import RawTrade
     from tcp_dashboard.celery import app

@@ -4,7 +4,11 @@ Prints sustained trade messages/s received and trades/s stored at full speed, p5
 latency from the simulator's send time to the committed row at 1,000 messages/s, and
 the collector process's memory with 1 and 11 collectors.
 
-    .venv/bin/python bench/ingest.py [--seconds 20]
+    .venv/bin/python bench/ingest.py [--seconds 20] [--reader own|websocket-client]
+
+--reader websocket-client has websocket-client read the frames (its recv_data_frame, with
+skip_utf8_validation) instead of the collectors' ReadAheadSocket: the A/B comparison
+behind keeping the reader (docs/collectors.md).
 
 Uses (and drops) its own database, tcp_bench_ingest, on the PostgreSQL server at
 BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
@@ -12,6 +16,8 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 
 import argparse
 import asyncio
+import socket
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -36,6 +42,51 @@ DB_NAME = "tcp_bench_ingest"
 use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
+import websocket  # noqa: E402
+
+
+class LibraryReader:
+    """websocket-client reads the frames itself: the B side of --reader."""
+
+    buffered = 0
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        # websocket-client calls these on every frame: bound directly, not via __getattr__
+        self.recv, self.send, self.sendall = sock.recv, sock.send, sock.sendall
+        self.gettimeout, self.settimeout, self.fileno = (
+            sock.gettimeout,
+            sock.settimeout,
+            sock.fileno,
+        )
+
+    def read_message(self, ws: websocket.WebSocket) -> tuple[int, bytes]:
+        try:
+            opcode, frame = ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            raise TimeoutError from None
+        return opcode, frame.data
+
+    def __getattr__(self, name: str):
+        return getattr(self._sock, name)
+
+
+def open_library_socket(url: str, timeout: float, max_message_bytes: int = 0) -> LibraryReader:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if parts.scheme == "wss":
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+    return LibraryReader(sock)
+
+
+def use_reader(reader: str) -> None:
+    if reader == "websocket-client":
+        import collectors.link
+
+        collectors.link.open_socket = open_library_socket
 
 
 def throughput(seconds: float) -> dict:
@@ -81,14 +132,14 @@ def latency(seconds: float, rate: float) -> dict:
 def memory(counts: tuple[int, ...]) -> dict:
     from collectors.factory import ExchangeFactory
     from collectors.manager import CollectorManager
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
 
     symbols = [f"C{i}-USDT" for i in range(max(counts))]
     simulator = Simulator(rate=20, instruments=symbols)
     sink = StorageSink(name="bench-memory")
     sink.start()
     results = {"process before collectors MB": rss_mb()}
-    manager = CollectorManager(sink=sink, check_interval=3600)
+    manager = CollectorManager(sink=sink, auto_restart=False)
     started = 0
     try:
         for count in counts:
@@ -113,22 +164,32 @@ def memory(counts: tuple[int, ...]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--reader", choices=["own", "websocket-client"], default="own")
+    parser.add_argument(
+        "--only", choices=["throughput", "latency", "memory"], help="Run one part only."
+    )
     args = parser.parse_args()
     recreate_database(DB_NAME)
     django.setup()
+    use_reader(args.reader)
+    print(f"frame reader: {args.reader}")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     try:
-        print("full speed, one collector, trades only:")
-        for name, value in throughput(args.seconds).items():
-            print(f"  {name}: {value:,.0f}" if isinstance(value, float) else f"  {name}: {value}")
-        print("latency at 1,000 messages/s (simulator send -> committed row):")
-        for name, value in latency(args.seconds, 1000).items():
-            print(f"  {name}: {value:,.1f}")
-        print("memory (RSS of this process):")
-        for name, value in memory((1, 11)).items():
-            print(f"  {name}: {value:,.1f}")
+        if args.only in (None, "throughput"):
+            print("full speed, one collector, trades only:")
+            for name, value in throughput(args.seconds).items():
+                shown = f"{value:,.0f}" if isinstance(value, float) else value
+                print(f"  {name}: {shown}")
+        if args.only in (None, "latency"):
+            print("latency at 1,000 messages/s (simulator send -> committed row):")
+            for name, value in latency(args.seconds, 1000).items():
+                print(f"  {name}: {value:,.1f}")
+        if args.only in (None, "memory"):
+            print("memory (RSS of this process):")
+            for name, value in memory((1, 11)).items():
+                print(f"  {name}: {value:,.1f}")
     finally:
         from django.db import connections
 

@@ -93,14 +93,14 @@ def collector_config(port: int, symbol: str):
 
 def full_speed_sink(name: str):
     """The sink of the full-speed runs: big batches, written at least every 0.2 s."""
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
 
     return StorageSink(name=name, buffer_size=5000, flush_interval=0.2)
 
 
 def latency_sink(name: str, on_commit: Callable):
     """The sink of the latency runs: the project's default flush interval."""
-    from collectors.storage import StorageSink
+    from collectors.storage.sink import StorageSink
 
     return StorageSink(name=name, buffer_size=1000, on_commit=on_commit)
 

@@ -33,7 +33,7 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connections  # noqa: E402
 
-from collectors.storage import StorageSink  # noqa: E402
+from collectors.storage.sink import StorageSink  # noqa: E402
 from collectors.types import DataType, MarketDataPoint  # noqa: E402
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -2,7 +2,8 @@
 
 The seed's public API is importable from here: DataType, MarketDataPoint,
 validate_market_data_point, ExchangeCollectorConfig, BaseDataCollector,
-CollectorManager, ExchangeFactory.
+CollectorManager, ExchangeFactory. The layers below (exchanges, the connection core,
+config, storage, hosting, simulators) are laid out in docs/collectors.md.
 """
 
 from importlib import import_module
@@ -12,7 +13,7 @@ _EXPORTS = {
     "MarketDataPoint": "collectors.types",
     "validate_market_data_point": "collectors.types",
     "ExchangeCollectorConfig": "collectors.types",
-    "BaseDataCollector": "collectors.base",
+    "BaseDataCollector": "collectors.collector",
     "CollectorManager": "collectors.manager",
     "ExchangeFactory": "collectors.factory",
 }

@@ -4,7 +4,7 @@ import logging
 
 from django.contrib import admin, messages
 
-from collectors import health
+from collectors.hosting import control, reconcile
 from collectors.models import CollectorStatus, Exchange, TradingPair
 
 logger = logging.getLogger(__name__)
@@ -61,10 +61,10 @@ class ExchangeAdmin(admin.ModelAdmin):
     ]
 
 
-def live_states() -> dict[str, health.CollectorState] | None:
+def live_states() -> dict[str, reconcile.CollectorState] | None:
     """Current state of every stream from the heartbeats; None when Redis cannot be asked."""
     try:
-        return {state.name: state for state in health.collector_states()}
+        return {state.name: state for state in reconcile.collector_states()}
     except Exception as error:  # the admin still works without Redis
         logger.warning("collector states unavailable: %s", error)
         return None
@@ -95,9 +95,9 @@ class TradingPairAdmin(admin.ModelAdmin):
     list_select_related = ["exchange"]
     search_fields = ["symbol"]
     actions = [
-        control_action("start", health.start_collector, "Start the selected collectors"),
-        control_action("stop", health.stop_collector, "Stop the selected collectors"),
-        control_action("restart", health.restart_collector, "Restart the selected collectors"),
+        control_action("start", control.start_collector, "Start the selected collectors"),
+        control_action("stop", control.stop_collector, "Stop the selected collectors"),
+        control_action("restart", control.restart_collector, "Restart the selected collectors"),
     ]
 
     def get_list_display(self, request):

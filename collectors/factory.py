@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collectors.base import BaseDataCollector
-from collectors.config import validate_collector_config
+from collectors.collector import BaseDataCollector
+from collectors.config.schema import validate_collector_config
 from collectors.exchanges import adapter_class, supported_exchanges
 from collectors.types import ExchangeCollectorConfig
 

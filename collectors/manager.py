@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from collectors.base import BaseDataCollector, Sink
-
-if TYPE_CHECKING:
-    from collectors.live_candles import LiveCandles
+from collectors.collector import BaseDataCollector, Sink
+from collectors.types import COLLECTOR_DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +19,11 @@ class CollectorManager:
         *,
         sink: Sink | None = None,
         check_interval: float | None = None,
-        live_candles: LiveCandles | None = None,
+        auto_restart: bool = True,
     ) -> None:
         self.sink = sink
-        self.live_candles = live_candles
+        # Off where something else restarts collectors (the health check of hosted ones).
+        self.auto_restart = auto_restart
         self._collectors: dict[str, BaseDataCollector] = {}
         self._check_interval = check_interval
         self._monitor: threading.Thread | None = None
@@ -35,16 +34,12 @@ class CollectorManager:
             raise ValueError(f"a collector named {collector.name!r} is already managed")
         if collector.sink is None:
             collector.sink = self.sink
-        if self.live_candles is not None:
-            self.live_candles.attach(collector)
         self._collectors[collector.name] = collector
 
     def get_collector(self, name: str) -> BaseDataCollector:
         return self._collectors[name]
 
     def remove_collector(self, name: str) -> BaseDataCollector:
-        if self.live_candles is not None:
-            self.live_candles.detach(name)
         return self._collectors.pop(name)
 
     def list_collectors(self) -> list[str]:
@@ -52,11 +47,9 @@ class CollectorManager:
 
     async def start(self) -> bool:
         """Start every collector; True when all of them connected."""
-        if self.live_candles is not None:
-            self.live_candles.start()
         results = await asyncio.gather(*(c.start() for c in self._collectors.values()))
         self._stopping.clear()
-        if self._monitor is None or not self._monitor.is_alive():
+        if self.auto_restart and (self._monitor is None or not self._monitor.is_alive()):
             self._monitor = threading.Thread(
                 target=self._watch, name="collector-monitor", daemon=True
             )
@@ -69,8 +62,6 @@ class CollectorManager:
         if self._monitor is not None:
             await asyncio.to_thread(self._monitor.join, 10)
             self._monitor = None
-        if self.live_candles is not None:
-            await asyncio.to_thread(self.live_candles.stop)
 
     def get_status(self) -> dict[str, Any]:
         statuses = {name: c.get_status() for name, c in self._collectors.items()}
@@ -87,19 +78,18 @@ class CollectorManager:
         if self._check_interval is not None:
             return self._check_interval
         intervals = [c.config.health_check_interval for c in self._collectors.values()]
-        return min(intervals, default=30.0)
+        return min(intervals, default=COLLECTOR_DEFAULTS["health_check_interval"])
 
     def _watch(self) -> None:
-        """Every health_check_interval, restart collectors that are unhealthy and may be."""
+        """Every health_check_interval, restart the collectors with auto_restart on whose
+        trouble a restart cures (collectors.health_rule, the health check's rule too)."""
         while not self._stopping.wait(self.interval()):
             for collector in list(self._collectors.values()):
                 if self._stopping.is_set():
                     return
                 if not (collector.should_be_running and collector.config.auto_restart):
                     continue
-                issues = collector.health_issues()
-                if issues:
-                    logger.warning(
-                        "%s unhealthy (%s): restarting", collector.name, "; ".join(issues)
-                    )
+                cause = collector.restart_cause()
+                if cause:
+                    logger.warning("%s unhealthy (%s): restarting", collector.name, cause)
                     asyncio.run(collector.restart())

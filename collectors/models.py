@@ -5,6 +5,9 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
+from collectors.config.schema import validate_exchange_fields, validate_trading_pair_fields
+from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
+
 POSITIVE = [MinValueValidator(0.001)]
 
 
@@ -23,16 +26,22 @@ class Exchange(models.Model):
     rest_url = models.CharField(
         max_length=255, blank=True, help_text="REST base for order-book snapshots; blank: default."
     )
-    ping_interval = models.FloatField(default=25.0, validators=POSITIVE)
-    pong_timeout = models.FloatField(default=10.0, validators=POSITIVE)
-    max_reconnect_attempts = models.PositiveIntegerField(default=5)
-    reconnect_delay = models.FloatField(default=5.0, validators=POSITIVE)
+    ping_interval = models.FloatField(default=DEFAULTS["ping_interval"], validators=POSITIVE)
+    pong_timeout = models.FloatField(default=DEFAULTS["pong_timeout"], validators=POSITIVE)
+    max_reconnect_attempts = models.PositiveIntegerField(default=DEFAULTS["max_reconnect_attempts"])
+    reconnect_delay = models.FloatField(default=DEFAULTS["reconnect_delay"], validators=POSITIVE)
     # data_collection
-    store_raw_data = models.BooleanField(default=True)
-    health_check_interval = models.FloatField(default=30.0, validators=POSITIVE)
-    auto_restart = models.BooleanField(default=True)
-    buffer_size = models.PositiveIntegerField(default=1000, validators=[MinValueValidator(1)])
-    max_silence_duration = models.FloatField(default=60.0, validators=POSITIVE)
+    store_raw_data = models.BooleanField(default=DEFAULTS["store_raw_data"])
+    health_check_interval = models.FloatField(
+        default=DEFAULTS["health_check_interval"], validators=POSITIVE
+    )
+    auto_restart = models.BooleanField(default=DEFAULTS["auto_restart"])
+    buffer_size = models.PositiveIntegerField(
+        default=DEFAULTS["buffer_size"], validators=[MinValueValidator(1)]
+    )
+    max_silence_duration = models.FloatField(
+        default=DEFAULTS["max_silence_duration"], validators=POSITIVE
+    )
 
     class Meta:
         ordering = ["name"]
@@ -42,8 +51,6 @@ class Exchange(models.Model):
 
     def clean(self) -> None:
         # The same rules as the exchange configuration file.
-        from collectors.config import validate_exchange_fields
-
         errors = validate_exchange_fields(self)
         if errors:
             raise ValidationError(errors)
@@ -54,7 +61,8 @@ def default_data_types() -> list[str]:
 
 
 def default_channels() -> dict[str, str]:
-    return {"trades": "trades", "orderbook": "books5", "ticker": "tickers"}
+    """None named: the pair uses its exchange adapter's default channels."""
+    return {}
 
 
 class TradingPair(models.Model):
@@ -76,8 +84,6 @@ class TradingPair(models.Model):
         return f"{self.exchange.name}:{self.symbol}"
 
     def clean(self) -> None:
-        from collectors.config import validate_trading_pair_fields
-
         if self.exchange_id is None:  # a new pair inline on a new exchange: checked on save
             return
         errors = validate_trading_pair_fields(self)

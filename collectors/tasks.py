@@ -4,17 +4,17 @@
 health_check_interval). `collectors.start` goes to the shared collectors queue: the
 collector worker that takes it takes the stream's lease. `collectors.stop` and
 `collectors.restart` are sent to the direct queue of the worker holding the lease
-(collectors.health). All of them are idempotent: a second start finds the lease held,
+(collectors.hosting.control). All of them are idempotent: a second start finds the lease held,
 a second stop finds nothing running.
 
 Collector workers run the threads pool, which enforces no time limits; the host bounds
-each of its own waits instead (collectors.hosting.CONTROL_TIMEOUT).
+each of its own waits instead (collectors.hosting.host.CONTROL_TIMEOUT).
 """
 
 from celery import shared_task
 
-from collectors.health import reconcile
-from collectors.hosting import current_host
+from collectors.hosting.host import current_host
+from collectors.hosting.reconcile import reconcile
 
 
 @shared_task(name="collectors.health_check", time_limit=60, soft_time_limit=50)

@@ -19,6 +19,23 @@ class DataType(Enum):
 
 TRADE_SIDES = ("buy", "sell")
 
+# A collector's settings (the spec's exchange configuration) where nothing sets them: the
+# admin's fields, the configuration file and a running collector all default from here.
+COLLECTOR_DEFAULTS = {
+    "ping_interval": 25.0,
+    "pong_timeout": 10.0,
+    "max_reconnect_attempts": 5,
+    "reconnect_delay": 5.0,
+    "store_raw_data": True,
+    "health_check_interval": 30.0,
+    "auto_restart": True,
+    "buffer_size": 1000,
+    "max_silence_duration": 60.0,
+    # Big enough for any exchange's message (OKX's largest, a 400-level books snapshot, is
+    # ~40 KB); small enough that a hostile peer costs a connection at most about this much.
+    "max_message_bytes": 4 * 1024 * 1024,
+}
+
 
 @dataclass(slots=True, frozen=True)
 class MarketDataPoint:
@@ -80,9 +97,9 @@ class ExchangeCollectorConfig:
     exchange: str
     symbol: str
     data_types: list[DataType]
-    auto_restart: bool = True
-    health_check_interval: float = 30.0
-    store_raw_data: bool = True
+    auto_restart: bool = COLLECTOR_DEFAULTS["auto_restart"]
+    health_check_interval: float = COLLECTOR_DEFAULTS["health_check_interval"]
+    store_raw_data: bool = COLLECTOR_DEFAULTS["store_raw_data"]
     custom_params: dict[str, Any] | None = field(default=None)
 
     @property

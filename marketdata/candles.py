@@ -28,8 +28,8 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 from psycopg.types.datetime import TimestamptzLoader
 
+from collectors.times import EPOCH, utc_text
 from collectors.types import DataType, MarketDataPoint
-from marketdata.times import utc_text
 
 TIMEFRAMES: dict[str, int] = {
     "1s": 1,
@@ -40,7 +40,6 @@ TIMEFRAMES: dict[str, int] = {
     "4h": 14400,
     "1d": 86400,
 }
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 DEFAULT_GRACE = timedelta(seconds=2)
 PLACES = Decimal("0.00000001")  # prices, sizes, volume and VWAP: 8 decimal places

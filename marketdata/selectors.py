@@ -14,19 +14,23 @@ bound lets the index stop the scan early.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models import JSONField, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from collectors.types import DataType, ExchangeCollectorConfig
 from marketdata.candles import CANDLE_FIELDS, CandleValue, fill_gaps, floor_boundary
 from marketdata.models import Candle, MarketData, RawTrade
 from marketdata.rollups import closed_until
+
+logger = logging.getLogger(__name__)
 
 # How far an exchange's clock may run ahead of ours and still be in an `as_of` read.
 CLOCK_SKEW = timedelta(minutes=1)
@@ -168,6 +172,21 @@ def newest_trade_id(exchange: str, symbol: str, since: datetime) -> str | None:
     """The trade id of the newest trade stored for a market, if it is stamped since then."""
     newest = RawTrade.objects.filter(exchange=exchange, symbol=symbol, timestamp__gte=since)
     return newest.order_by("-timestamp", "-id").values_list("trade_id", flat=True).first()
+
+
+def newest_stored_trade(config: ExchangeCollectorConfig) -> str | None:
+    """Where a starting collector's trades may resume: the newest trade stored for its
+    market, if within COLLECTOR_BACKFILL_WINDOW seconds; None if there is none (or the
+    database cannot say), and the collector takes the exchange's recent trades only."""
+    window = settings.COLLECTOR_BACKFILL_WINDOW
+    if not window or DataType.TRADE not in config.data_types:
+        return None
+    since = datetime.now(UTC) - timedelta(seconds=window)
+    try:
+        return newest_trade_id(config.exchange, config.symbol, since)
+    except DatabaseError as error:
+        logger.warning("%s: newest stored trade unknown (%s)", config.name, error)
+        return None
 
 
 def fetch_values(

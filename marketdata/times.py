@@ -1,20 +1,18 @@
-"""Times as the platform reads and writes them: aware UTC datetimes, ISO 8601 with a Z."""
+"""Times as the API reads them: ISO 8601 or epoch milliseconds, to aware UTC datetimes.
+
+Writing them (`utc_text`) and the epoch are defined once, in collectors.times.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from collectors.times import EPOCH, utc_text
+
+__all__ = ["EPOCH", "MAX_EPOCH_MILLIS", "parse_time", "utc_text"]
 EPOCH_MILLIS = re.compile(r"[0-9]{1,15}")
 MAX_EPOCH_MILLIS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
-
-
-def utc_text(value: datetime) -> str:
-    """ISO 8601 in UTC with a Z, as the API and the live candle messages write times."""
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat()[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -5,7 +5,6 @@ import os
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-from collectors.worker import CollectorHostStep
 from tcp_dashboard.runtime import freeze_startup_objects
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
@@ -13,7 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tcp_dashboard.settings.base")
 app = Celery("tcp_dashboard")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.steps["worker"].add(CollectorHostStep)
+# By name: the step imports the collector machinery, which needs Django set up first.
+app.steps["worker"].add("collectors.hosting.worker:CollectorHostStep")
 
 
 @worker_ready.connect

@@ -1,4 +1,5 @@
-"""The platform's health: database, Redis, broker and collectors, each checked in seconds.
+"""The platform's health: database, Redis, broker and collectors, each checked in seconds;
+and the view that answers it at /api/v1/health/.
 
 What a check says is safe to show anyone (a load balancer, an uptime service): never a
 host, a password or an exception's text; those go to the log.
@@ -14,7 +15,14 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
+from drf_spectacular.utils import extend_schema
 from kombu import Connection
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from collectors.hosting.reconcile import collector_states
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +102,6 @@ def check_collectors() -> Check:
     """Every collector that should run is running and healthy (by its heartbeat)."""
     if not settings.REDIS_URL:
         return Check(True, "not checked: collector heartbeats need Redis")
-    from collectors.health import collector_states
-
     try:
         states = collector_states()
     except (redis.RedisError, DatabaseError, ImproperlyConfigured) as error:
@@ -119,3 +125,39 @@ CHECKS: dict[str, Callable[[], Check]] = {
 
 def system_health() -> HealthReport:
     return HealthReport({name: check() for name, check in CHECKS.items()})
+
+
+HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+        "checks": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                "required": ["ok", "detail"],
+            },
+        },
+    },
+    "required": ["status", "checks"],
+}
+
+
+class Health(APIView):
+    """For load balancers and uptime checks: no credentials, no throttling."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    @extend_schema(
+        operation_id="health",
+        summary="Platform health",
+        description="Database, Redis, broker and collectors: 200 when all are healthy, else 503.",
+        responses={200: HEALTH, 503: HEALTH},
+        tags=["health"],
+    )
+    def get(self, request: Request) -> Response:
+        report = system_health()
+        return Response(report.as_dict(), status=200 if report.ok else 503)

@@ -27,8 +27,8 @@ from schemathesis.checks import (
     unsupported_method,
 )
 
-from collectors import leases
-from collectors.heartbeat import Heartbeat, publish
+from collectors.hosting import leases
+from collectors.hosting.heartbeat import Heartbeat, publish
 from collectors.models import Exchange, TradingPair
 from marketdata.models import Candle, MarketData, RawTrade
 from tcp_dashboard.wsgi import application

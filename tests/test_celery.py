@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from marketdata.tasks import ping
-from tests.conftest import ROOT, service_env, wait_until
+from tests.helpers import ROOT, service_env, wait_until
 
 
 @pytest.mark.django_db(transaction=True)

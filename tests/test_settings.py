@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from tcp_dashboard.env import database_from_url, env_bool, env_number
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def run_manage(args: list[str], env: dict[str, str], timeout: float = 60):

@@ -1,24 +1,47 @@
-"""The registry of exchange adapters: exchange name -> adapter class, one line per exchange."""
+"""The registry of exchanges: name -> its adapter and its simulator, one line per exchange.
+
+Entries are dotted paths, imported on first use: the collectors never import a simulator,
+and a simulator never imports an adapter.
+"""
+
+from typing import NamedTuple
 
 from django.utils.module_loading import import_string
 
 from collectors.exchanges.base import ExchangeAdapter
 
-ADAPTERS: dict[str, str] = {
-    "okx": "collectors.exchanges.okx.OkxAdapter",
+
+class Registered(NamedTuple):
+    adapter: str
+    simulator: str
+
+
+EXCHANGES: dict[str, Registered] = {
+    "okx": Registered(
+        "collectors.exchanges.okx.OkxAdapter", "collectors.simulators.okx.OkxSimulator"
+    ),
 }
 
 
 def supported_exchanges() -> list[str]:
-    return sorted(ADAPTERS)
+    return sorted(EXCHANGES)
 
 
-def adapter_class(exchange: str) -> type[ExchangeAdapter]:
-    """The adapter for an exchange name; ValueError naming the supported ones otherwise."""
+def registered(exchange: str) -> Registered:
+    """The exchange's entry; ValueError naming the supported ones otherwise."""
     try:
-        path = ADAPTERS[exchange]
+        return EXCHANGES[exchange]
     except KeyError:
         raise ValueError(
             f"unknown exchange {exchange!r}; supported: {', '.join(supported_exchanges())}"
         ) from None
-    return import_string(path)
+
+
+def adapter_class(exchange: str) -> type[ExchangeAdapter]:
+    """The adapter for an exchange name; ValueError naming the supported ones otherwise."""
+    return import_string(registered(exchange).adapter)
+
+
+def simulator_class(exchange: str) -> type:
+    """The exchange's simulator (a collectors.simulators.server.SimulatorServer)."""
+    return import_string(registered(exchange).simulator)

@@ -1,17 +1,19 @@
 """What an exchange adapter provides: endpoints, subscriptions and a parser per connection.
 
-An adapter knows only its exchange's wire format. Connection lifecycle, pings,
-reconnects, statistics and health live once, in `BaseDataCollector`.
+An adapter knows only its exchange's wire format and rules: its channels and their
+defaults, its keepalive, its tuning parameters and limits. Connection lifecycle, pings,
+reconnects, statistics and health live once, in `BaseDataCollector` and its links.
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
-from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+from collectors.types import COLLECTOR_DEFAULTS, DataType, ExchangeCollectorConfig, MarketDataPoint
 
 
 class FrameError(ValueError):
@@ -27,6 +29,34 @@ class Endpoint:
     subscriptions: tuple[dict, ...]
 
 
+@dataclass(slots=True, frozen=True)
+class Keepalive:
+    """How a link keeps a quiet connection alive and tells that it still is.
+
+    After `ping_interval` seconds without a frame the link sends a ping and expects an
+    answer within `pong_timeout`: with "text", a text frame (OKX's "ping"), answered by
+    one the session reports as a pong (Handled.is_pong); with "protocol", an RFC 6455
+    ping frame, whose pong frame the link recognises itself. With "none" the link never
+    pings: the server pings (the link answers every server ping with a pong, whatever
+    the kind), and a quiet connection is normal.
+    """
+
+    kind: Literal["text", "protocol", "none"]
+    text: str = ""
+
+    @classmethod
+    def text_frame(cls, text: str) -> Keepalive:
+        return cls("text", text)
+
+    @classmethod
+    def protocol_frames(cls) -> Keepalive:
+        return cls("protocol")
+
+    @classmethod
+    def server_pings(cls) -> Keepalive:
+        return cls("none")
+
+
 @dataclass(slots=True)
 class Handled:
     """What one received frame amounts to."""
@@ -34,6 +64,7 @@ class Handled:
     points: list[MarketDataPoint] = field(default_factory=list)
     send: list[str] = field(default_factory=list)  # frames to send back (resubscribe, ...)
     errors: list[str] = field(default_factory=list)  # counted in statistics, logged
+    warnings: list[str] = field(default_factory=list)  # counted apart, logged now and then
     is_pong: bool = False
     subscribed: bool = False  # a subscribe acknowledgement
     unsubscribed: bool = False  # an unsubscribe acknowledgement
@@ -63,9 +94,21 @@ class ExchangeAdapter(ABC):
     channel_names: ClassVar[dict[str, frozenset[str]]]
     # channel role -> the data type it produces
     channel_roles: ClassVar[dict[str, DataType]]
+    # channel role -> the channel used when a trading pair names none
+    default_channels: ClassVar[dict[str, str]]
     symbol_pattern: ClassVar[re.Pattern[str]]
     default_public_ws_url: ClassVar[str]
-    ping_frame: ClassVar[str] = "ping"
+    keepalive: ClassVar[Keepalive] = Keepalive.protocol_frames()
+    # Tuning a collector's custom_params may carry for this exchange: name -> check, which
+    # returns the value or raises ValueError saying why it is refused.
+    tuning_params: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    # The largest message accepted from this exchange, in bytes (custom_params
+    # "max_message_bytes" overrides it); a bigger one closes the connection.
+    max_message_bytes: ClassVar[int] = COLLECTOR_DEFAULTS["max_message_bytes"]
+    # Seconds after which the exchange cuts a connection (Binance: 24 h), less a margin:
+    # the link then opens its successor and closes itself once the successor is live,
+    # as on an upgrade notice. None: connections may live for ever.
+    connection_lifetime: ClassVar[float | None] = None
 
     def __init__(self, config: ExchangeCollectorConfig) -> None:
         self.config = config

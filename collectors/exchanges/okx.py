@@ -1,18 +1,10 @@
-"""OKX v5 wire format: endpoints, subscribe frames, push parsing, order-book sync and checksums.
+"""OKX v5 wire format: endpoints, subscribe frames, push parsing, its book checksum and rules.
 
-The `books` channel keeps a local book per connection: a snapshot, then updates chained by
-seqId/prevSeqId and checked against OKX's CRC32 checksum when the push carries one. A break
-in the chain, a sequence reset or a checksum mismatch drops the book and resubscribes, which
-opens with a fresh snapshot. Where the stream opens with an update instead, the snapshot
-comes from REST (GET /api/v5/market/books) and is aligned with the buffered updates:
-
-- REST answer with seqId S: updates with seqId <= S are in the snapshot and are dropped; the
-  first one applied must have prevSeqId <= S < seqId, else the snapshot is fetched again.
-- REST answer without seqId (OKX documents none for this endpoint), aligned by time instead:
-  every buffered update is re-applied over the snapshot in chain order. That is safe because
-  an OKX update carries each changed level's new total size, so replaying an update the
-  snapshot already holds changes nothing once the later updates follow. Points are emitted
-  and checksums checked only from the first update stamped after the snapshot's ts.
+The `books` channel keeps a local book per connection with the exchange-neutral BookSync
+(collectors.exchanges.booksync): OKX's part is reading seqId/prevSeqId and its CRC32
+checksum from each push (whichever it carries: in 2022 only the checksum, later both, from
+2026 a checksum of 0, meaning none), resubscribing to resynchronize, and the REST snapshot
+(GET /api/v5/market/books) for a stream that opens with an update.
 
 The `trades` channel does not replay what was missed while a connection was down, so each
 acknowledged trades subscription fetches the most recent trades over REST
@@ -27,17 +19,13 @@ reported as an error naming the trade ids that may be missing.
 
 from __future__ import annotations
 
-import http.client
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar
 
@@ -49,8 +37,23 @@ from collectors.exchanges.base import (
     ExchangeSession,
     FrameError,
     Handled,
+    Keepalive,
 )
-from collectors.orderbook import OrderBook, parse_levels
+from collectors.exchanges.booksync import BookMessage, BookSync
+from collectors.exchanges.orderbook import OrderBook, parse_levels
+from collectors.exchanges.parsing import (
+    amount,
+    describe_error,
+    item_error,
+    ms_time,
+    optional_decimal,
+    optional_int,
+    price,
+    snippet,
+    strict_int,
+)
+from collectors.exchanges.rest import RateLimited, get_json
+from collectors.times import EPOCH, from_epoch_ms
 from collectors.types import (
     DataType,
     ExchangeCollectorConfig,
@@ -69,22 +72,15 @@ CANDLE_CHANNELS = frozenset(
     + [f"candle{bar}utc" for bar in ("6H", "12H", "1D", "2D", "3D", "1W", "1M", "3M")]
 )  # fmt: skip
 
-DEFAULT_CHANNELS = {
-    "trades": "trades",
-    "orderbook": "books5",
-    "ticker": "tickers",
-    "candle": "candle1m",
-}
 # OKX serves candles only on /ws/v5/business since 2023
 BUSINESS_ROLES = frozenset({"candle"})
 DEFAULT_REST_URL = "https://www.okx.com"
 REST_DEPTH = 400  # the depth of the `books` channel
 REST_TIMEOUT = 5.0  # seconds; the fetch blocks this connection's receive loop
-REST_ATTEMPTS = 3  # fetches in a row when a snapshot is older than the buffered updates
-REST_RETRY_SECONDS = 2.0  # pause after a failed fetch, so a broken REST does not get hammered
 # Recent trades fetched over REST on each trades subscription, to fill what a reconnect
 # missed; custom_params "trade_backfill" overrides it, 0 turns it off, OKX serves at most 500.
 TRADE_BACKFILL = 100
+TRADE_BACKFILL_MAX = 500  # the most OKX's recent trades serves
 TRADE_BACKFILL_TIMEOUT = 2.0  # seconds; the fetch holds up the receive loop it runs in
 # Pages of older trades fetched when the recent ones do not reach back to the last trade
 # seen (custom_params "trade_backfill_pages"), and the seconds all of it may take.
@@ -92,11 +88,8 @@ TRADE_BACKFILL_PAGES = 20
 TRADE_BACKFILL_BUDGET = 10.0
 HISTORY_PAGE = 100  # the most OKX's history-trades serves at once
 RATE_LIMIT_PAUSE = 0.5  # seconds before asking again after "Too Many Requests"
-UPDATE_BUFFER = 1000  # buffered `books` updates while a snapshot is awaited
 BOOK_DEPTH = 25  # levels per side in an emitted `books` point
-SNIPPET = 80  # characters of a bad frame quoted in an error
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHECKSUM_DEPTH = 25  # levels per side in OKX's book checksum
 TICKER_FIELDS = {
     "last": "last",
     "last_size": "lastSz",
@@ -130,7 +123,16 @@ class OkxAdapter(ExchangeAdapter):
     symbol_pattern: ClassVar[re.Pattern[str]] = re.compile(
         r"\A(?=.{3,50}\Z)[A-Z0-9]+(?:-[A-Z0-9]+)+\Z"
     )
+    default_channels: ClassVar[dict[str, str]] = {
+        "trades": "trades",
+        "orderbook": "books5",
+        "ticker": "tickers",
+        "candle": "candle1m",
+    }
     default_public_ws_url: ClassVar[str] = "wss://ws.okx.com:8443/ws/v5/public"
+    # OKX closes a connection quiet for 30 s; a text "ping" is answered with a text "pong"
+    keepalive: ClassVar[Keepalive] = Keepalive.text_frame("ping")
+    tuning_params: ClassVar[dict[str, Callable[[Any], Any]]] = {}  # set below the functions
 
     def __init__(self, config: ExchangeCollectorConfig) -> None:
         super().__init__(config)
@@ -143,7 +145,7 @@ class OkxAdapter(ExchangeAdapter):
     def endpoints(self) -> list[Endpoint]:
         """The public endpoint (trades, books, tickers) and the business one (candles)."""
         params = self.config.custom_params or {}
-        channels = {**DEFAULT_CHANNELS, **(params.get("channels") or {})}
+        channels = {**self.default_channels, **(params.get("channels") or {})}
         public_url = params.get("public_ws_url") or self.default_public_ws_url
         subscriptions: dict[str, list[dict]] = {"public": [], "business": []}
         roles = {data_type: role for role, data_type in self.channel_roles.items()}
@@ -239,7 +241,7 @@ class OkxSession(ExchangeSession):
         self.trade_backfill = trade_backfill
         self.backfill_pages = backfill_pages
         self.newest_trade = newest_trade or NewestTrade()
-        self.books: BooksSync | None = None
+        self.books: BookSync | None = None
         self._handlers: dict[str, Any] = {}
         for arg in endpoint.subscriptions:
             self._handlers[arg["channel"]] = self._handler_for(arg["channel"], rest_url)
@@ -250,7 +252,7 @@ class OkxSession(ExchangeSession):
         if channel == "books5":
             return self._books5
         if channel == "books":
-            self.books = BooksSync(self.exchange, self.symbol, rest_url)
+            self.books = books_sync(self.exchange, self.symbol, rest_url)
             return self._books
         if channel == "tickers":
             return self._tickers
@@ -335,7 +337,7 @@ class OkxSession(ExchangeSession):
                 self.rest_url, "/api/v5/market/trades", query, TRADE_BACKFILL_TIMEOUT
             )
         except (OSError, ValueError) as error:
-            handled.errors.append(f"trade backfill failed: {reason(error)}")
+            handled.errors.append(f"trade backfill failed: {describe_error(error)}")
             return
         if since is not None:
             items += self._older_trades(items, since, handled)
@@ -363,12 +365,13 @@ class OkxSession(ExchangeSession):
                 page = fetch_okx_rest(
                     self.rest_url, "/api/v5/market/history-trades", query, TRADE_BACKFILL_TIMEOUT
                 )
-            except RateLimited:  # OKX allows 20 of these a 2 s per IP: wait, within the budget
-                time.sleep(max(0.0, min(RATE_LIMIT_PAUSE, deadline - time.monotonic())))
+            except RateLimited as limited:  # OKX allows 20 a 2 s per IP: wait, within the budget
+                pause = limited.retry_after or RATE_LIMIT_PAUSE
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
                 continue
             except (OSError, ValueError) as error:
                 handled.errors.append(
-                    f"trade backfill failed: {reason(error)}; trade ids {since + 1} to "
+                    f"trade backfill failed: {describe_error(error)}; trade ids {since + 1} to "
                     f"{oldest - 1} may be missing"
                 )
                 break
@@ -393,7 +396,7 @@ class OkxSession(ExchangeSession):
                 point = MarketDataPoint(
                     exchange,
                     symbol,
-                    EPOCH + timedelta(milliseconds=int(item["ts"])),
+                    EPOCH + timedelta(milliseconds=int(item["ts"])),  # the hot path: inline
                     trade,
                     {
                         "trade_id": item["tradeId"],
@@ -433,8 +436,33 @@ class OkxSession(ExchangeSession):
         return handled
 
     def _books(self, message: dict, items: list) -> Handled:
-        assert self.books is not None  # set up with the handler
-        return self.books.handle(message.get("action"), items)
+        """{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":
+        [["8476.98","415","0","13"]],"bids":[],"ts":"1597026383085","checksum":0,
+        "prevSeqId":123,"seqId":124}]}
+        """
+        books = self.books
+        assert books is not None  # set up with the handler
+        action = message.get("action")
+        if action not in ("snapshot", "update"):
+            raise FrameError(f"books push with unknown action {snippet(action)}")
+        handled = Handled()
+        for item in items:
+            if type(item) is not dict:
+                raise FrameError(f"books item is not an object: {snippet(item)}")
+            if action == "update" and books.awaiting_ack:
+                continue  # from the old subscription: the new snapshot holds it
+            try:
+                parsed = book_message(item)
+            except (KeyError, TypeError, ValueError) as error:
+                books.bad_message(handled, f"books bad {action}: {describe_error(error)}")
+            else:
+                if action == "snapshot":
+                    books.snapshot(parsed, handled)
+                else:
+                    books.update(parsed, handled)
+            if handled.send:  # resynced: the rest of this frame belongs to the dropped book
+                break
+        return handled
 
     def _tickers(self, message: dict, items: list) -> Handled:
         """{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT",
@@ -492,226 +520,89 @@ class OkxSession(ExchangeSession):
         return handled
 
 
-@dataclass(slots=True, frozen=True)
-class BookHeader:
-    """The sequencing fields of one `books` push item."""
+def okx_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
+    """OKX's checksum: CRC32 of "bid1px:bid1sz:ask1px:ask1sz:..." over the top 25 levels.
 
-    seq_id: int
-    prev_seq_id: int
-    ts: int
-    checksum: int | None
-
-    @classmethod
-    def of(cls, item: dict) -> BookHeader:
-        return cls(
-            seq_id=strict_int(item["seqId"], "seqId"),
-            prev_seq_id=strict_int(item["prevSeqId"], "prevSeqId"),
-            ts=strict_int(item["ts"], "ts"),
-            checksum=optional_checksum(item),
-        )
-
-
-@dataclass(slots=True, frozen=True)
-class RestAnchor:
-    """A REST snapshot the live updates have not caught up with yet."""
-
-    seq_id: int | None  # None: the answer had no seqId; align by chain and ts
-    ts: int
-
-
-class BooksSync:
-    """The `books` channel's local book on one connection.
-
-    States: awaiting a resubscription's acknowledgement (stale updates dropped); no book
-    (updates buffered, snapshot fetched over REST); anchored to a REST snapshot (aligning);
-    in sync (updates chained and checked).
+    Levels are the exchange's original strings, best first. Where one side has fewer
+    levels, the other side's remaining levels follow alone. The result is signed 32-bit.
     """
+    parts: list[str] = []
+    for i in range(CHECKSUM_DEPTH):
+        if i < len(bids):
+            parts.append(f"{bids[i][0]}:{bids[i][1]}")
+        if i < len(asks):
+            parts.append(f"{asks[i][0]}:{asks[i][1]}")
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
-    def __init__(self, exchange: str, symbol: str, rest_url: str) -> None:
-        self.exchange = exchange
-        self.symbol = symbol
-        self.rest_url = rest_url
-        self.book: OrderBook | None = None
-        self.last_seq: int | None = None
-        self.anchor: RestAnchor | None = None
-        self.buffer: deque[tuple[BookHeader, dict]] = deque(maxlen=UPDATE_BUFFER)
-        self.awaiting_ack = False  # a first subscription has no stale updates in flight
-        self.next_fetch_at = 0.0
-        arg = {"channel": "books", "instId": symbol}
-        self.resync_frames = [
-            subscription_frame("unsubscribe", [arg]),
-            subscription_frame("subscribe", [arg]),
-        ]
 
-    def on_subscribed(self) -> None:
-        self.awaiting_ack = False
+def book_checksum(book: OrderBook) -> int:
+    return okx_checksum(*book.top(CHECKSUM_DEPTH))
 
-    def handle(self, action: Any, items: list) -> Handled:
-        if action not in ("snapshot", "update"):
-            raise FrameError(f"books push with unknown action {snippet(action)}")
-        handled = Handled()
-        for item in items:
-            if type(item) is not dict:
-                raise FrameError(f"books item is not an object: {snippet(item)}")
-            if action == "snapshot":
-                self._snapshot(item, handled)
-            elif not self.awaiting_ack:
-                self._update(item, handled)
-            if handled.send:  # resynced: the rest of this frame belongs to the dropped book
-                break
-        return handled
 
-    def _snapshot(self, item: dict, handled: Handled) -> None:
-        book = OrderBook()
-        try:
-            header = BookHeader.of(item)
-            book.apply_snapshot(item.get("bids", []), item.get("asks", []))
-        except (KeyError, TypeError, ValueError) as error:
-            self._resync(handled, f"books bad snapshot: {reason(error)}")
-            return
-        self._forget()
-        self.awaiting_ack = False
-        self.book, self.last_seq = book, header.seq_id
-        self._emit(handled, "snapshot", header, changed=True)
+def optional_checksum(item: dict) -> int | None:
+    """OKX stopped filling in checksums: 0 or absent means there is none."""
+    checksum = item.get("checksum")
+    return None if not checksum else strict_int(checksum, "checksum")
 
-    def _update(self, item: dict, handled: Handled) -> None:
-        try:
-            header = BookHeader.of(item)
-        except (KeyError, TypeError, ValueError) as error:
-            self._resync(handled, f"books bad update: {reason(error)}")
-            return
-        if self.anchor is not None:
-            if self._align(header, item, handled):
-                return
-            self._forget()  # the snapshot is too old for this update: fetch a newer one
-        if self.book is None:
-            if self.buffer and header.prev_seq_id != self.buffer[-1][0].seq_id:
-                self.buffer.clear()  # only an unbroken run of updates can be replayed
-            self.buffer.append((header, item))
-            if time.monotonic() >= self.next_fetch_at:
-                self._sync_from_rest(handled)
-        else:
-            self._apply(header, item, handled)
 
-    def _apply(self, header: BookHeader, item: dict, handled: Handled) -> None:
-        if header.seq_id < header.prev_seq_id:
-            self._resync(
-                handled,
-                f"books sequence reset: seqId {header.seq_id} < prevSeqId {header.prev_seq_id}",
-            )
-            return
-        if header.prev_seq_id != self.last_seq:
-            self._resync(
-                handled,
-                f"books sequence break: prevSeqId {header.prev_seq_id}, expected {self.last_seq}",
-            )
-            return
-        if self._apply_levels(item, handled):
-            self.last_seq = header.seq_id
-            self._emit(
-                handled, "update", header, changed=bool(item.get("bids") or item.get("asks"))
-            )
+def book_message(item: dict) -> BookMessage:
+    """A `books` push item as what it carries. Since 2023 (or so) OKX sends seqId and
+    prevSeqId; a 2022 item has neither, only its checksum:
 
-    def _align(self, header: BookHeader, item: dict, handled: Handled) -> bool:
-        """Fold one update into a REST snapshot; False when the snapshot is too old for it."""
-        anchor = self.anchor
-        assert anchor is not None
-        if header.seq_id < header.prev_seq_id:
-            return False
-        if anchor.seq_id is not None:
-            if header.seq_id <= anchor.seq_id:
-                return True  # already in the snapshot
-            if header.prev_seq_id > anchor.seq_id:
-                return False
-        elif self.last_seq is not None and header.prev_seq_id != self.last_seq:
-            return False
-        if not self._apply_levels(item, handled):
-            return True  # resynced
-        self.last_seq = header.seq_id
-        if anchor.seq_id is not None or header.ts > anchor.ts:
-            self.anchor = None
-            self._emit(handled, "update", header, changed=True)
-        return True
+    {"asks":[["41006.8","0.60038921","0","1"]],"bids":[["41006.3","0.30178218","0","2"]],
+     "ts":"1643784245436","checksum":-1200119424}
+    """
+    return BookMessage(
+        bids=item.get("bids", []),
+        asks=item.get("asks", []),
+        ts=strict_int(item["ts"], "ts"),
+        seq=optional_int(item.get("seqId"), "seqId"),
+        prev_seq=optional_int(item.get("prevSeqId"), "prevSeqId"),
+        checksum=optional_checksum(item),
+    )
 
-    def _sync_from_rest(self, handled: Handled) -> None:
-        for _ in range(REST_ATTEMPTS):
-            book = OrderBook()
-            try:
-                snapshot = fetch_okx_book_snapshot(self.rest_url, self.symbol, REST_DEPTH)
-                book.apply_snapshot(snapshot.get("bids", []), snapshot.get("asks", []))
-                anchor = RestAnchor(
-                    optional_int(snapshot.get("seqId")), strict_int(snapshot.get("ts"), "ts")
-                )
-            except (OSError, KeyError, TypeError, ValueError) as error:
-                handled.errors.append(f"books REST snapshot failed: {reason(error)}")
-                break
-            self.book, self.anchor, self.last_seq = book, anchor, None
-            if self._replay_buffer(handled):
-                self.buffer.clear()
-                return
-        else:
-            handled.errors.append(
-                f"books REST snapshot older than the buffered updates {REST_ATTEMPTS} times"
-            )
-        self.book, self.anchor, self.last_seq = None, None, None
-        self.next_fetch_at = time.monotonic() + REST_RETRY_SECONDS
 
-    def _replay_buffer(self, handled: Handled) -> bool:
-        """Fold the buffered updates into the fresh snapshot; False on a gap."""
-        for header, item in list(self.buffer):  # a resync clears the buffer
-            if self.book is None:  # resynced on a bad level
-                return True
-            if self.anchor is None:
-                self._apply(header, item, handled)
-            elif not self._align(header, item, handled):
-                return False
-        return True
+def books_sync(exchange: str, symbol: str, rest_url: str) -> BookSync:
+    """The `books` channel's local book on one connection, kept the neutral way."""
+    arg = {"channel": "books", "instId": symbol}
 
-    def _apply_levels(self, item: dict, handled: Handled) -> bool:
-        assert self.book is not None
-        try:
-            self.book.apply_update(item.get("bids", []), item.get("asks", []))
-        except ValueError as error:
-            self._resync(handled, f"books bad update: {reason(error)}")
-            return False
-        return True
-
-    def _emit(self, handled: Handled, action: str, header: BookHeader, changed: bool) -> None:
-        book = self.book
-        assert book is not None
-        if header.checksum is not None and header.checksum != book.checksum():
-            self._resync(
-                handled,
-                f"books checksum mismatch at seqId {header.seq_id}: "
-                f"got {header.checksum}, book has {book.checksum()}",
-            )
-            return
-        if not changed:  # a keepalive repeating the last seqId
-            return
+    def emit(action: str, message: BookMessage, book: OrderBook) -> MarketDataPoint:
         bids, asks = book.top(BOOK_DEPTH)
         data = {
             "channel": "books",
             "action": action,
             "bids": bids,
             "asks": asks,
-            "seq_id": header.seq_id,
-            "checksum": header.checksum,
+            "seq_id": message.seq,
+            "checksum": message.checksum,
         }
         point = MarketDataPoint(
-            self.exchange, self.symbol, ms_time(header.ts), DataType.ORDERBOOK, data
+            exchange, symbol, from_epoch_ms(message.ts), DataType.ORDERBOOK, data
         )
         validate_market_data_point(point)
-        handled.points.append(point)
+        return point
 
-    def _resync(self, handled: Handled, message: str) -> None:
-        handled.errors.append(f"{message}; resubscribing")
-        handled.send.extend(self.resync_frames)
-        self._forget()
-        self.awaiting_ack = True
+    def fetch_snapshot() -> BookMessage:
+        item = fetch_okx_book_snapshot(rest_url, symbol, REST_DEPTH)
+        return BookMessage(
+            bids=item.get("bids", []),
+            asks=item.get("asks", []),
+            ts=strict_int(item.get("ts"), "ts"),
+            seq=optional_int(item.get("seqId")),
+        )
 
-    def _forget(self) -> None:
-        self.book, self.anchor, self.last_seq = None, None, None
-        self.buffer.clear()
+    return BookSync(
+        "books",
+        emit,
+        checksum=book_checksum,
+        fetch_snapshot=fetch_snapshot,
+        resync_frames=[
+            subscription_frame("unsubscribe", [arg]),
+            subscription_frame("subscribe", [arg]),
+        ],
+        labels=("seqId", "prevSeqId"),
+    )
 
 
 def fetch_okx_book_snapshot(
@@ -729,33 +620,15 @@ def fetch_okx_book_snapshot(
     return data[0]
 
 
-class RateLimited(OSError):
-    """OKX answered "Too Many Requests" (HTTP 429 or code 50011): ask again shortly."""
-
-
 def fetch_okx_rest(
     rest_url: str, path: str, query: dict[str, Any], timeout: float = REST_TIMEOUT
 ) -> list:
     """GET {rest_url}{path}?{query} from OKX's public REST API: the answer's data list.
 
-    Raises OSError when the request fails and ValueError when OKX answers with an error code
-    or without a data list.
+    Raises RateLimited on "Too Many Requests" (HTTP 429 or code 50011), OSError when the
+    request fails and ValueError when OKX answers with an error code or without a data list.
     """
-    if urllib.parse.urlsplit(rest_url).scheme not in ("http", "https"):
-        raise ValueError(f"rest_url must be http(s): {rest_url[:100]!r}")
-    request = urllib.request.Request(
-        f"{rest_url.rstrip('/')}{path}?{urllib.parse.urlencode(query)}",
-        headers={"Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = orjson.loads(response.read())
-    except urllib.error.HTTPError as error:
-        if error.code == 429:
-            raise RateLimited(str(error)) from None
-        raise
-    except http.client.HTTPException as error:  # a truncated or garbled HTTP answer
-        raise OSError(f"okx REST answer unreadable: {error!r}") from None
+    body = get_json(rest_url, path, query, timeout)
     if type(body) is not dict or body.get("code") != "0":
         code, text = (body.get("code"), body.get("msg")) if type(body) is dict else (None, None)
         message = f"okx REST error {code}: {str(text)[:200]}"
@@ -766,78 +639,26 @@ def fetch_okx_rest(
     return data
 
 
-def ms_time(ts: Any) -> datetime:
-    """OKX's millisecond epoch string -> aware UTC datetime."""
-    return EPOCH + timedelta(milliseconds=strict_int(ts, "ts"))
+def trade_backfill_count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a non-negative integer, not {value!r}")
+    if value > TRADE_BACKFILL_MAX:
+        raise ValueError(
+            f"must be at most {TRADE_BACKFILL_MAX}, the most OKX serves, not {value!r}"
+        )
+    return value
 
 
-def strict_int(value: Any, name: str) -> int:
-    if type(value) is int:
-        return value
-    if type(value) is str:
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    raise ValueError(f"bad {name} {snippet(value)}")
+def backfill_pages(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"must be a non-negative integer, not {value!r}")
+    if value > 2**31 - 1:
+        raise ValueError(f"must be at most {2**31 - 1}, not {value!r}")
+    return value
 
 
-def optional_int(value: Any) -> int | None:
-    return None if value is None or value == "" else strict_int(value, "integer")
-
-
-def optional_checksum(item: dict) -> int | None:
-    """OKX stopped filling in checksums: 0 or absent means there is none."""
-    checksum = item.get("checksum")
-    return None if not checksum else strict_int(checksum, "checksum")
-
-
-def decimal(value: Any, name: str) -> Decimal:
-    if type(value) is not str:
-        raise ValueError(f"bad {name} {snippet(value)}: not a string")
-    try:
-        number = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"bad {name} {snippet(value)}") from None
-    if not number.is_finite():
-        raise ValueError(f"bad {name} {snippet(value)}")
-    return number
-
-
-def price(value: Any, name: str) -> Decimal:
-    number = decimal(value, name)
-    if number <= 0:
-        raise ValueError(f"bad {name} {snippet(value)}: not positive")
-    return number
-
-
-def amount(value: Any, name: str) -> Decimal:
-    number = decimal(value, name)
-    if number < 0:
-        raise ValueError(f"bad {name} {snippet(value)}: negative")
-    return number
-
-
-def optional_decimal(value: Any, name: str) -> Decimal | None:
-    return None if value is None or value == "" else amount(value, name)
-
-
-def reason(error: Exception) -> str:
-    if isinstance(error, KeyError):
-        return f"missing {error.args[0]!r}"
-    if isinstance(error, ArithmeticError):
-        return "not a number"
-    return str(error)[:150]
-
-
-def item_error(channel: str, error: Exception) -> str:
-    return f"{channel} item skipped: {reason(error)}"
-
-
-def snippet(value: Any) -> str:
-    """A bounded quote of untrusted input for an error message."""
-    if isinstance(value, bytes):
-        value = value[: SNIPPET * 4].decode("utf-8", "replace")
-    elif not isinstance(value, str):
-        value = repr(value)
-    return repr(value[:SNIPPET]) + ("..." if len(value) > SNIPPET else "")
+# How many recent trades a trades subscription fetches, and how many pages of older ones.
+OkxAdapter.tuning_params = {
+    "trade_backfill": trade_backfill_count,
+    "trade_backfill_pages": backfill_pages,
+}

@@ -10,17 +10,11 @@ does not depend on which other instruments exist or how the caller interleaves t
 from __future__ import annotations
 
 import random
-import re
 import time
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-
-# SPOT "BTC-USDT", SWAP "BTC-USDT-SWAP", FUTURES "BTC-USD-220527", OPTION "BTC-USD-220527-30000-C"
-INST_ID_PATTERN = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}(-SWAP|-\d{6}(-\d+(\.\d+)?-[CP])?)?")
-
-DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "UNI-USD-SWAP", "BTC-USD-220527")
 
 TRADE_SHARE = 0.5  # share of market events that are trades; the rest only move quotes
 TOP_LEVELS = 20  # quotes are resized and cancelled within this many levels of the best
@@ -66,49 +60,27 @@ class Instrument:
                 raise ValueError(f"{self.inst_id}: {name} must be a power of ten, at most 1")
 
 
-def _spot(inst_id: str, tick: str, lot: str, price: str, trade_lots: int) -> Instrument:
-    return Instrument(inst_id, "SPOT", Decimal(tick), Decimal(lot), Decimal(price), trade_lots)
+def spot_instrument(
+    symbol: str, tick: str = "0.01", lot: str = "0.0001", price: str = "100", trade_lots: int = 100
+) -> Instrument:
+    return Instrument(symbol, "SPOT", Decimal(tick), Decimal(lot), Decimal(price), trade_lots)
 
 
-def _contract(inst_id: str, kind: str, tick: str, price: str, value: str, how: str) -> Instrument:
+def contract_instrument(
+    symbol: str, kind: str, tick: str, price: str, value: str, how: str
+) -> Instrument:
+    """A derivative of `value` base (how="linear") or quote ("inverse") currency a contract."""
     return Instrument(
-        inst_id, kind, Decimal(tick), Decimal(1), Decimal(price), 8, Decimal(value), how
+        symbol, kind, Decimal(tick), Decimal(1), Decimal(price), 8, Decimal(value), how
     )
 
 
-KNOWN_INSTRUMENTS = {
-    item.inst_id: item
-    for item in (
-        _spot("BTC-USDT", "0.1", "0.00000001", "42000", 100_000),
-        _spot("ETH-USDT", "0.01", "0.000001", "2500", 20_000),
-        _contract("UNI-USD-SWAP", "SWAP", "0.001", "7.5", "10", "inverse"),
-        _contract("BTC-USD-220527", "FUTURES", "0.1", "42000", "100", "inverse"),
-        _contract("BTC-USDT-SWAP", "SWAP", "0.1", "42000", "0.01", "linear"),
-    )
-}
-
-
-def instrument_type(inst_id: str) -> str:
-    parts = inst_id.split("-")
-    if parts[-1] == "SWAP":
-        return "SWAP"
-    if parts[-1] in ("C", "P"):
-        return "OPTION"
-    return "FUTURES" if len(parts) == 3 else "SPOT"
-
-
-def instrument_for(inst_id: str) -> Instrument:
-    """The known instrument of that id, or a plausible one for any valid OKX instId."""
-    if inst_id in KNOWN_INSTRUMENTS:
-        return KNOWN_INSTRUMENTS[inst_id]
-    if not INST_ID_PATTERN.fullmatch(inst_id):
-        raise ValueError(f"Not an instrument id: {inst_id!r}")
-    kind = instrument_type(inst_id)
-    if kind == "SPOT":
-        return _spot(inst_id, "0.01", "0.0001", "100", 100)
-    if inst_id.split("-")[1] == "USD":
-        return _contract(inst_id, kind, "0.01", "100", "10", "inverse")
-    return _contract(inst_id, kind, "0.01", "100", "0.01", "linear")
+def instrument_for(symbol: str) -> Instrument:
+    """A plausible spot instrument for any symbol; an exchange's simulator gives the ones it
+    knows their real grids (simulators.okx.okx_instrument)."""
+    if not symbol or len(symbol) > 50:
+        raise ValueError(f"Not an instrument id: {symbol!r}")
+    return spot_instrument(symbol)
 
 
 def wall_clock_ms() -> int:
@@ -319,7 +291,7 @@ class MarketGenerator:
     def __init__(
         self,
         seed: int,
-        instruments: Iterable[str | Instrument] = DEFAULT_INSTRUMENTS,
+        instruments: Iterable[str | Instrument] = (),
         clock: Callable[[], int] | None = None,
         depth: int = 400,
     ) -> None:

@@ -12,38 +12,39 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import http
-import ipaddress
 import logging
 import random
 import re
-import secrets
-import threading
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import itemgetter
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
 
 import orjson
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
-from collectors.orderbook import CHECKSUM_DEPTH, okx_checksum
 from collectors.simulators.market import (
-    DEFAULT_INSTRUMENTS,
     Instrument,
     MarketGenerator,
     Trade,
+    contract_instrument,
     decimal_str,
+    spot_instrument,
     wall_clock_ms,
+)
+from collectors.simulators.server import (
+    COMMON_FAULTS,
+    Binary,
+    Client,
+    Connection,
+    Fault,
+    SimulatorServer,
+    dumps,
+    json_response,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ BUSINESS_PATH = "/ws/v5/business"
 PRIVATE_PATH = "/ws/v5/private"
 PUBLIC_CHANNELS = frozenset({"trades", "books", "books5", "tickers"})
 BOOK_LEVELS = 400  # OKX's "books" depth, and the most the REST book returns
+CHECKSUM_DEPTH = 25  # levels per side in OKX's book checksum
 REST_BOOKS_PATH = "/api/v5/market/books"
 REST_TRADES_PATH = "/api/v5/market/trades"
 REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
@@ -61,9 +63,7 @@ REST_HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
 REST_HISTORY_TRADES_MAX = 100  # a page of older trades: default and most
 
 FAULT_KINDS = (
-    "drop",
-    "stall",
-    "malformed",
+    *COMMON_FAULTS,
     "bad_checksum",
     "burst",
     "notice",
@@ -71,7 +71,6 @@ FAULT_KINDS = (
     "resume",
     "seq_break",
 )
-MAX_FAULT_COUNT = 100_000  # a bigger burst would hold the event loop for seconds
 IDLE_CLOSE_CODE = 4004
 NOTICE_MSG = "The connection will soon be closed for a service upgrade. Please reconnect."
 
@@ -109,16 +108,44 @@ MINUTE_RETENTION = 32 * DAY  # long enough for monthly candles of a month-long r
 SECOND_RETENTION = 5 * MINUTE
 
 
-def require_loopback(host: str) -> str:
-    """The host, if it is a loopback address; the simulators never listen anywhere else."""
-    if host == "localhost":
-        return host
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return host
-    except ValueError:
-        pass
-    raise ValueError(f"Refusing to listen on {host!r}: only loopback addresses are allowed")
+# SPOT "BTC-USDT", SWAP "BTC-USDT-SWAP", FUTURES "BTC-USD-220527", OPTION "BTC-USD-220527-30000-C"
+INST_ID_PATTERN = re.compile(r"[A-Z0-9]{1,20}-[A-Z0-9]{1,20}(-SWAP|-\d{6}(-\d+(\.\d+)?-[CP])?)?")
+DEFAULT_INSTRUMENTS = ("BTC-USDT", "ETH-USDT", "UNI-USD-SWAP", "BTC-USD-220527")
+KNOWN_INSTRUMENTS = {
+    item.inst_id: item
+    for item in (
+        spot_instrument("BTC-USDT", "0.1", "0.00000001", "42000", 100_000),
+        spot_instrument("ETH-USDT", "0.01", "0.000001", "2500", 20_000),
+        contract_instrument("UNI-USD-SWAP", "SWAP", "0.001", "7.5", "10", "inverse"),
+        contract_instrument("BTC-USD-220527", "FUTURES", "0.1", "42000", "100", "inverse"),
+        contract_instrument("BTC-USDT-SWAP", "SWAP", "0.1", "42000", "0.01", "linear"),
+    )
+}
+
+
+def instrument_type(inst_id: str) -> str:
+    parts = inst_id.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP"
+    if parts[-1] in ("C", "P"):
+        return "OPTION"
+    return "FUTURES" if len(parts) == 3 else "SPOT"
+
+
+def okx_instrument(inst_id: str | Instrument) -> Instrument:
+    """The known instrument of that id, or a plausible one for any valid OKX instId."""
+    if isinstance(inst_id, Instrument):
+        return inst_id
+    if inst_id in KNOWN_INSTRUMENTS:
+        return KNOWN_INSTRUMENTS[inst_id]
+    if not INST_ID_PATTERN.fullmatch(inst_id):
+        raise ValueError(f"Not an instrument id: {inst_id!r}")
+    kind = instrument_type(inst_id)
+    if kind == "SPOT":
+        return spot_instrument(inst_id)
+    if inst_id.split("-")[1] == "USD":
+        return contract_instrument(inst_id, kind, "0.01", "100", "10", "inverse")
+    return contract_instrument(inst_id, kind, "0.01", "100", "0.01", "linear")
 
 
 def candle_bar(channel: str) -> str | None:
@@ -151,45 +178,21 @@ def _month_start(index: int) -> int:
     return int(datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC).timestamp()) * 1000
 
 
-@dataclass(slots=True, frozen=True)
-class Fault:
-    """One injected fault, as the control API and `OkxSimulator.fault` take it."""
-
-    kind: str
-    seconds: float | None = None
-    count: int | None = None
-    inst_id: str | None = None
-
-
-def parse_fault(kind: Any, params: dict[str, Any]) -> Fault:
-    """Validate a fault request; ValueError says what is wrong with it."""
-    if kind not in FAULT_KINDS:
-        raise ValueError(f"Unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-    unknown = set(params) - {"seconds", "count", "inst_id"}
-    if unknown:
-        raise ValueError(f"Unknown fault parameters: {', '.join(sorted(unknown))}")
-    seconds, count, inst_id = params.get("seconds"), params.get("count"), params.get("inst_id")
-    if seconds is not None and (
-        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
-    ):
-        raise ValueError(f"seconds must be a number >= 0, not {seconds!r}")
-    if count is not None and (
-        isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_FAULT_COUNT
-    ):
-        raise ValueError(f"count must be an integer from 1 to {MAX_FAULT_COUNT}, not {count!r}")
-    if inst_id is not None and not isinstance(inst_id, str):
-        raise ValueError(f"inst_id must be a string, not {inst_id!r}")
-    if kind in ("pause", "resume") and inst_id is None:
-        raise ValueError(f"A {kind} fault needs an inst_id")
-    return Fault(kind, None if seconds is None else float(seconds), count, inst_id)
-
-
-def _dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload)
-
-
 def _levels(levels: Iterable[tuple[str, str, int]]) -> list[list[str]]:
     return [[px, sz, "0", str(orders)] for px, sz, orders in levels]
+
+
+def book_checksum(bids: list, asks: list) -> int:
+    """OKX's book checksum, written here apart from the adapter's so that each checks the other:
+    CRC32 (as a signed 32-bit number) of the top 25 bids and asks interleaved, "px:sz" each,
+    joined by ":"; where one side runs out, the other's levels follow alone."""
+    pieces = []
+    for index in range(CHECKSUM_DEPTH):
+        for side in (bids, asks):
+            if index < len(side):
+                pieces.append(f"{side[index][0]}:{side[index][1]}")
+    value = zlib.crc32(":".join(pieces).encode())
+    return value - 2**32 if value > 2**31 - 1 else value
 
 
 def _wrong_checksum(checksum: int) -> int:
@@ -197,122 +200,12 @@ def _wrong_checksum(checksum: int) -> int:
     return flipped - (1 << 32) if flipped >= 1 << 31 else flipped
 
 
-class _Binary(bytes):
-    """A frame to send as binary rather than text."""
-
-
 _MALFORMED = (
     b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-',
     b'{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":{"px":null,"side":7}}',
-    _Binary(b"\x00\xff\xfe\x80 not a frame \x1f\x8b\x08\x00"),
+    Binary(b"\x00\xff\xfe\x80 not a frame \x1f\x8b\x08\x00"),
     b"[1,2,3]",
 )
-
-
-class _Connection(ServerConnection):
-    """A server connection that also reads a request body (websockets reads none), so that
-    the control API takes JSON in a POST on the same port as the WebSockets."""
-
-    max_head = 16 * 1024
-    max_body = 64 * 1024
-    content_length = re.compile(rb"(?im)^content-length:[ \t]*(\d+)[ \t]*\r\n")
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.body = b""
-        self._head: bytearray | None = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        if self._head is None:
-            super().data_received(data)
-            return
-        self._head += data
-        end = self._head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self._head) > self.max_head:
-                self._release(bytes(self._head))
-            return
-        head, rest = bytes(self._head[: end + 4]), bytes(self._head[end + 4 :])
-        match = self.content_length.search(head)
-        length = int(match.group(1)) if match else 0
-        if length == 0 or length > self.max_body:
-            self._release(head + rest)  # websockets answers or refuses it as usual
-        elif len(rest) >= length:
-            self.body = rest[:length]
-            self._release(self.content_length.sub(b"", head) + rest[length:])
-
-    def eof_received(self) -> None:
-        if self._head is not None:
-            self._release(bytes(self._head))
-        super().eof_received()
-
-    def _release(self, data: bytes) -> None:
-        self._head = None
-        if data:
-            super().data_received(data)
-
-
-class _Client:
-    """One WebSocket connection: its subscriptions and the frames waiting to be written."""
-
-    def __init__(self, sim: OkxSimulator, conn: _Connection, business: bool) -> None:
-        self.sim = sim
-        self.conn = conn
-        self.business = business
-        self.conn_id = secrets.token_hex(4)
-        self.subs: set[tuple[str, str]] = set()
-        self.out: list[bytes] = []
-        self.scheduled = False
-        self.closing = False
-        self.last_activity = sim.loop.time()
-
-    def is_open(self) -> bool:
-        return self.conn.protocol.state is State.OPEN and not self.conn.transport.is_closing()
-
-    def send(self, frame: bytes) -> None:
-        self.out.append(frame)
-        self._schedule()
-
-    def send_many(self, frames: list[bytes]) -> None:
-        self.out.extend(frames)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            self.sim.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write every waiting frame in one transport write: one write per loop turn, not
-        one per message, is what lets a single process send tens of thousands a second."""
-        self.scheduled = False
-        if not self.out or self.sim.stalled:
-            return
-        frames, self.out = self.out, []
-        if not self.is_open():
-            return
-        conn = self.conn
-        protocol = conn.protocol
-        try:
-            for frame in frames:
-                if type(frame) is _Binary:
-                    protocol.send_binary(frame)
-                else:
-                    protocol.send_text(frame)
-            chunks = protocol.data_to_send()
-            conn.transport.write(b"".join(chunks))
-            if not all(chunks):
-                conn.transport.write_eof()
-        except Exception:
-            log.warning("OKX simulator: writing to %s failed", self.conn_id, exc_info=True)
-            conn.transport.abort()
-            return
-        self.sim.events["frames_sent"] += len(frames)
-        self.last_activity = self.sim.loop.time()
-
-    async def drain(self) -> None:
-        with contextlib.suppress(Exception):  # the connection is gone; its handler cleans up
-            await self.conn.drain()
 
 
 class _Tape:
@@ -391,7 +284,7 @@ class _Market:
         self.sim = sim
         self.instrument = instrument
         self.inst_id = instrument.inst_id
-        self.subs: dict[str, set[_Client]] = defaultdict(set)
+        self.subs: dict[str, set[Client]] = defaultdict(set)
         self.tape = _Tape(instrument.contract_type == "inverse")
         self.sent: list[tuple[int, str, str, str, int]] = []  # (tradeId, px, sz, side, ts)
         self.generated: list[tuple[int, str, str, str, int]] = []  # sent or not, as REST has them
@@ -559,7 +452,7 @@ class _Market:
         checksum = 0
         if sim.books_checksum:
             book = sim.generator.book(self.inst_id, CHECKSUM_DEPTH)
-            checksum = okx_checksum(book["bids"], book["asks"])
+            checksum = book_checksum(book["bids"], book["asks"])
         if action == "update" and sim.take_book_fault("bad_checksum", self.inst_id):
             checksum = _wrong_checksum(checksum)
         if action == "update" and sim.take_book_fault("seq_break", self.inst_id):
@@ -573,7 +466,7 @@ class _Market:
             "seqId": seq,
         }
         arg = {"channel": "books", "instId": self.inst_id}
-        return _dumps({"arg": arg, "action": action, "data": [data]})
+        return dumps({"arg": arg, "action": action, "data": [data]})
 
     def push_books(self, heartbeat: bool = True) -> None:
         """Send the levels changed since the last push; after a quiet spell, an empty update
@@ -605,7 +498,7 @@ class _Market:
         self.pushed_seq = self.seq
         self.last_books_push = now
 
-    def add_books_subscriber(self, client: _Client) -> None:
+    def add_books_subscriber(self, client: Client) -> None:
         """Bring the others up to date first, so a snapshot and the next update chain."""
         self.push_books(heartbeat=False)
         self.pending.clear()
@@ -632,7 +525,7 @@ class _Market:
             "seqId": self.seq,
         }
 
-    def push_books5(self, to: _Client | None = None) -> None:
+    def push_books5(self, to: Client | None = None) -> None:
         subscribers = [to] if to else self.subs["books5"]
         if not subscribers:
             return
@@ -648,14 +541,14 @@ class _Market:
             "ts": str(self.sim.clock()),
             "seqId": self.seq,
         }
-        frame = _dumps({"arg": {"channel": "books5", "instId": self.inst_id}, "data": [data]})
+        frame = dumps({"arg": {"channel": "books5", "instId": self.inst_id}, "data": [data]})
         for client in subscribers:
             client.send(frame)
         self.sim.counts["books5"] += len(subscribers)
 
     # Tickers
 
-    def push_ticker(self, to: _Client | None = None) -> None:
+    def push_ticker(self, to: Client | None = None) -> None:
         subscribers = [to] if to else self.subs["tickers"]
         if not subscribers:
             return
@@ -665,7 +558,7 @@ class _Market:
         if to is None and signature == self.ticker_sig:
             return
         self.ticker_sig = signature
-        frame = _dumps(
+        frame = dumps(
             {"arg": {"channel": "tickers", "instId": self.inst_id}, "data": [self.ticker(bid, ask)]}
         )
         for client in subscribers:
@@ -756,26 +649,32 @@ class _Market:
                 state[1] = row
                 self._send_candle(channel, subscribers, row)
 
-    def push_candle_to(self, client: _Client, channel: str) -> None:
+    def push_candle_to(self, client: Client, channel: str) -> None:
         bar = candle_bar(channel)
         assert bar is not None
         start = bar_bounds(bar, self.sim.clock())[0]
         self._send_candle(channel, [client], self.candle_row(bar, start, "0"))
 
-    def _send_candle(self, channel: str, subscribers: Iterable[_Client], row: Any) -> None:
+    def _send_candle(self, channel: str, subscribers: Iterable[Client], row: Any) -> None:
         if row is None:
             return
         subscribers = list(subscribers)
-        frame = _dumps({"arg": {"channel": channel, "instId": self.inst_id}, "data": [row]})
+        frame = dumps({"arg": {"channel": channel, "instId": self.inst_id}, "data": [row]})
         for client in subscribers:
             client.send(frame)
         self.sim.counts[channel] += len(subscribers)
 
 
-class OkxSimulator:
+class OkxSimulator(SimulatorServer):
     """The OKX v5 public and business WebSockets, the REST book and a control API, on one
     loopback port. `start()` runs it on a background thread; `serve_forever()` in the
     caller's event loop."""
+
+    name: ClassVar[str] = "OKX simulator"
+    fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
+    malformed_frames: ClassVar[tuple[bytes, ...]] = _MALFORMED
+    idle_close_code: ClassVar[int] = IDLE_CLOSE_CODE
+    protocol_ping_interval = None  # OKX keeps connections alive with text "ping", not frames
 
     def __init__(
         self,
@@ -797,13 +696,11 @@ class OkxSimulator:
         linger: float = 0.0,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self.host = require_loopback(host)
-        self.port = port
+        super().__init__(host, port, idle_timeout)
         self.seed = seed
         self.rate = float(rate)
         self.books_checksum = books_checksum
         self.books_snapshot = books_snapshot
-        self.idle_timeout = idle_timeout
         self.books_interval = books_interval
         self.books5_interval = books5_interval
         self.tickers_interval = tickers_interval
@@ -814,31 +711,38 @@ class OkxSimulator:
         # whether anyone listens or not; trades a reconnecting client missed come from REST
         self.linger = linger
         self.clock = clock or wall_clock_ms
+        chosen = [*DEFAULT_INSTRUMENTS, *(instruments or ())]
         self.generator = MarketGenerator(
-            seed, [*DEFAULT_INSTRUMENTS, *(instruments or ())], self.clock, BOOK_LEVELS
+            seed, [okx_instrument(item) for item in chosen], self.clock, BOOK_LEVELS
         )
-        self.counts: Counter[str] = Counter()
-        self.events: Counter[str] = Counter()
-        self.faults: Counter[str] = Counter()
-        self.stalled = False
         self._book_faults: Counter[tuple[str, str]] = Counter()
-        self._clients: set[_Client] = set()
-        self._stopping = asyncio.Event()
-        self.unstalled = asyncio.Event()
-        self.unstalled.set()
         seqs = random.Random(f"{seed}:seqId")
         self._markets = {
             inst_id: _Market(self, instrument, seqs.randint(1_000_000, 9_999_999))
             for inst_id, instrument in self.generator.instruments.items()
         }
-        self._connected = threading.Condition()
-        self._accepted = 0
-        self._thread: threading.Thread | None = None
-        self._thread_error: BaseException | None = None
-        self._stall_end: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop
 
     # Running it
+
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        parser.add_argument("--no-checksum", action="store_true", help="OKX: book checksum 0.")
+        parser.add_argument(
+            "--no-snapshot", action="store_true", help="OKX: books open with updates."
+        )
+
+    @classmethod
+    def options_from(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "books_checksum": not options.get("no_checksum"),
+            "books_snapshot": not options.get("no_snapshot"),
+        }
+
+    def describe(self) -> str:
+        return (
+            f"Simulating OKX: public {self.public_url} business {self.business_url}"
+            f" rest {self.rest_url}"
+        )
 
     @property
     def public_url(self) -> str:
@@ -847,110 +751,6 @@ class OkxSimulator:
     @property
     def business_url(self) -> str:
         return f"ws://{self.host}:{self.port}{BUSINESS_PATH}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> int:
-        """Serve on a background thread with its own event loop; returns the port."""
-        if self._thread is not None:
-            raise RuntimeError("The simulator is already running")
-        ready = threading.Event()
-
-        def run() -> None:
-            try:
-                asyncio.run(self.serve_forever(on_ready=ready.set))
-            except BaseException as exc:
-                self._thread_error = exc
-                log.exception("OKX simulator stopped on an error")
-            finally:
-                ready.set()
-
-        self._thread = threading.Thread(target=run, name="okx-simulator", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self._thread_error is not None:
-            self._thread = None
-            raise RuntimeError("The OKX simulator did not start") from self._thread_error
-        return self.port
-
-    def stop(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self.request_stop()
-        thread.join(15)
-        self._thread = None
-
-    def request_stop(self) -> None:
-        """Ask a running `serve_forever` to close its connections and return; thread-safe."""
-        loop = getattr(self, "loop", None)
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._stopping.set)
-
-    async def serve_forever(self, on_ready: Callable[[], Any] | None = None) -> None:
-        """Serve until `request_stop()` (or `stop()`); `on_ready` runs once it listens."""
-        self.loop = asyncio.get_running_loop()
-        async with serve(
-            self._serve_connection,
-            self.host,
-            self.port,
-            create_connection=_Connection,
-            process_request=self._process_request,
-            compression=None,
-            ping_interval=None,  # OKX keeps connections alive with text "ping", not ping frames
-            close_timeout=2,
-            max_size=64 * 1024,
-            write_limit=512 * 1024,
-        ) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            if on_ready is not None:
-                on_ready()
-            try:
-                await self._stopping.wait()
-            finally:
-                for market in self._markets.values():
-                    for task in market.tasks:
-                        task.cancel()
-                self.unstalled.set()
-                self.stalled = False
-                for client in list(self._clients):
-                    client.conn.transport.resume_reading()
-
-    def wait_for_connections(self, n: int, timeout: float) -> None:
-        """Block until `n` WebSocket connections have been accepted since the start (so a
-        reconnect counts); TimeoutError after `timeout` seconds."""
-        with self._connected:
-            if not self._connected.wait_for(lambda: self._accepted >= n, timeout):
-                raise TimeoutError(f"{self._accepted} connections after {timeout}s, wanted {n}")
-
-    def _in_loop(self, function: Callable[[], Any]) -> Any:
-        """Run `function` on the simulator's loop and return its result."""
-        loop = getattr(self, "loop", None)
-        if loop is None or loop.is_closed() or not loop.is_running():
-            return function()
-        try:
-            if asyncio.get_running_loop() is loop:
-                return function()
-        except RuntimeError:
-            pass
-
-        async def call() -> Any:
-            return function()
-
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(10)
-
-    # What tests and operators ask of it
-
-    def fault(self, kind: str, **params: Any) -> None:
-        """Inject a fault; the same kinds and parameters as POST /_sim/fault."""
-        fault = parse_fault(kind, params)
-        if fault.inst_id is not None and fault.inst_id not in self.generator.instruments:
-            raise ValueError(f"Unknown instrument {fault.inst_id!r}")
-        self._in_loop(lambda: self._apply(fault))
-
-    def stats(self) -> dict[str, Any]:
-        return self._in_loop(self._stats)
 
     def sent_trades(self, inst_id: str) -> list[dict[str, str]]:
         """Every trade item sent for that instrument, in order, as it went on the wire."""
@@ -967,45 +767,25 @@ class OkxSimulator:
             raise KeyError(f"Unknown instrument {inst_id!r}")
         return market
 
-    def _stats(self) -> dict[str, Any]:
-        """Counters since the start, and a few gauges (open_connections, active_subscriptions,
-        paused, stalled)."""
-        events = self.events
+    def check_fault(self, fault: Fault) -> None:
+        if fault.inst_id is not None and fault.inst_id not in self._markets:
+            raise ValueError(f"Unknown instrument {fault.inst_id!r}")
+
+    def extra_stats(self) -> dict[str, Any]:
         return {
-            "connections": self._accepted,
-            "open_connections": len(self._clients),
-            "subscriptions": events["subscriptions"],
-            "active_subscriptions": sum(len(client.subs) for client in self._clients),
-            "messages_sent": dict(self.counts),  # per channel, counted once per connection
-            "frames_sent": events["frames_sent"],  # every frame written, of any kind
             "trades_sent": {inst_id: len(m.sent) for inst_id, m in self._markets.items()},
-            "pings_answered": events["pings_answered"],
-            "bad_requests": events["bad_requests"],
-            "idle_closes": events["idle_closes"],
-            "rest_requests": events["rest_requests"],
-            "faults": dict(self.faults),
             "paused": sorted(inst_id for inst_id, m in self._markets.items() if m.paused),
-            "stalled": self.stalled,
         }
+
+    def on_shutdown(self) -> None:
+        for market in self._markets.values():
+            for task in market.tasks:
+                task.cancel()
 
     # Faults
 
-    def _apply(self, fault: Fault) -> None:
-        self.faults[fault.kind] += 1
-        log.info("OKX simulator: fault %s", fault)
-        clients = list(self._clients)
-        if fault.kind == "drop":
-            for client in clients:
-                client.conn.transport.abort()  # no close frame, as when a link dies
-        elif fault.kind == "stall":
-            self._stall(5.0 if fault.seconds is None else fault.seconds)
-        elif fault.kind == "malformed":
-            for client in clients:
-                if fault.inst_id is None or any(key[1] == fault.inst_id for key in client.subs):
-                    frames = [_MALFORMED[i % len(_MALFORMED)] for i in range(fault.count or 3)]
-                    client.send_many(frames)
-                    self.counts["malformed"] += len(frames)
-        elif fault.kind in ("bad_checksum", "seq_break"):
+    def apply_fault(self, fault: Fault) -> None:
+        if fault.kind in ("bad_checksum", "seq_break"):
             self._book_faults[(fault.kind, fault.inst_id or "*")] += fault.count or 1
         elif fault.kind == "burst":
             for market in self._markets.values():
@@ -1014,7 +794,8 @@ class OkxSimulator:
                 ):
                     market.emit_trades(fault.count or 100)
         elif fault.kind == "notice":
-            self._notice(clients, self.notice_delay if fault.seconds is None else fault.seconds)
+            delay = self.notice_delay if fault.seconds is None else fault.seconds
+            self._notice(self.clients(), delay)
         else:
             self._markets[fault.inst_id].set_paused(fault.kind == "pause")
 
@@ -1025,26 +806,7 @@ class OkxSimulator:
                 return True
         return False
 
-    def _stall(self, seconds: float) -> None:
-        self.stalled = True
-        self.unstalled.clear()
-        for client in self._clients:
-            client.conn.transport.pause_reading()
-        if self._stall_end is not None:
-            self._stall_end.cancel()
-        self._stall_end = self.loop.call_later(seconds, self._end_stall)
-
-    def _end_stall(self) -> None:
-        self.stalled = False
-        self.unstalled.set()
-        self._stall_end = None
-        now = self.loop.time()
-        for client in list(self._clients):
-            client.last_activity = now
-            client.conn.transport.resume_reading()
-            client.flush()
-
-    def _notice(self, clients: list[_Client], delay: float) -> None:
+    def _notice(self, clients: list[Client], delay: float) -> None:
         for client in clients:
             self._event(client, {"event": "notice", "code": "64008", "msg": NOTICE_MSG})
 
@@ -1056,50 +818,15 @@ class OkxSimulator:
 
     # Connections
 
-    async def _serve_connection(self, conn: _Connection) -> None:
-        client = _Client(self, conn, urlsplit(conn.request.path).path == BUSINESS_PATH)
-        self._clients.add(client)
-        with self._connected:
-            self._accepted += 1
-            self._connected.notify_all()
-        if self.stalled:
-            conn.transport.pause_reading()
-        watchdog = asyncio.create_task(self._close_when_idle(client))
-        try:
-            async for message in conn:
-                client.last_activity = self.loop.time()
-                try:
-                    self._on_message(client, message)
-                except Exception:
-                    log.exception("OKX simulator: handling a message from %s", client.conn_id)
-        except ConnectionClosed:
-            pass
-        finally:
-            if not client.closing:
-                watchdog.cancel()
-            self._clients.discard(client)
-            for channel, inst_id in client.subs:
-                market = self._markets[inst_id]
-                market.subs[channel].discard(client)
-                market.deactivate_if_idle()
-
-    async def _close_when_idle(self, client: _Client) -> None:
-        """OKX closes a connection when nothing has passed either way for 30 seconds."""
-        while True:
-            await self.unstalled.wait()
-            wait = client.last_activity + self.idle_timeout - self.loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            self.events["idle_closes"] += 1
-            log.info("OKX simulator: closing idle connection %s", client.conn_id)
-            client.closing = True
-            await client.conn.close(IDLE_CLOSE_CODE, f"No data received in {self.idle_timeout:g}s")
-            return
+    def on_disconnect(self, client: Client) -> None:
+        for channel, inst_id in client.subs:
+            market = self._markets[inst_id]
+            market.subs[channel].discard(client)
+            market.deactivate_if_idle()
 
     # The WebSocket protocol
 
-    def _on_message(self, client: _Client, message: str | bytes) -> None:
+    def on_message(self, client: Client, message: str | bytes) -> None:
         if message == "ping":
             client.send(b"pong")
             self.events["pings_answered"] += 1
@@ -1128,13 +855,14 @@ class OkxSimulator:
         else:
             self._error(client, "60012", f"Invalid request: {text}", request_id)
 
-    def _subscription(self, client: _Client, op: str, arg: dict, request_id: str | None) -> None:
+    def _subscription(self, client: Client, op: str, arg: dict, request_id: str | None) -> None:
         channel, inst_id = arg.get("channel"), arg.get("instId")
         if not isinstance(channel, str) or not channel or not isinstance(inst_id, str):
             self._error(client, "60012", f"Invalid request: {orjson.dumps(arg).decode()}")
             return
         market = self._markets.get(inst_id)
-        served = candle_bar(channel) is not None if client.business else channel in PUBLIC_CHANNELS
+        business = client.path == BUSINESS_PATH
+        served = candle_bar(channel) is not None if business else channel in PUBLIC_CHANNELS
         if market is None or not served:
             self._error(
                 client,
@@ -1169,55 +897,51 @@ class OkxSimulator:
             market.push_candle_to(client, channel)
         market.activate()
 
-    def _event(self, client: _Client, event: dict, request_id: str | None = None) -> None:
+    def _event(self, client: Client, event: dict, request_id: str | None = None) -> None:
         if request_id is not None:
             event["id"] = request_id
         event["connId"] = client.conn_id
-        client.send(_dumps(event))
+        client.send(dumps(event))
         self.counts["event"] += 1
 
-    def _error(self, client: _Client, code: str, msg: str, request_id: str | None = None) -> None:
+    def _error(self, client: Client, code: str, msg: str, request_id: str | None = None) -> None:
         self.events["bad_requests"] += 1
         log.warning("OKX simulator: error %s to %s: %s", code, client.conn_id, msg[:200])
         self._event(client, {"event": "error", "msg": msg, "code": code}, request_id)
 
     # HTTP on the same port
 
-    def _process_request(self, connection: _Connection, request: Request) -> Response | None:
-        url = urlsplit(request.path)
+    def process_request(
+        self, connection: Connection, request: Request, path: str, query: dict[str, list[str]]
+    ) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            if url.path in (PUBLIC_PATH, BUSINESS_PATH):
+            if path in (PUBLIC_PATH, BUSINESS_PATH):
                 return None
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND, "Only the public and business WebSockets are simulated\n"
             )
-        query = parse_qs(url.query)
-        if url.path == REST_BOOKS_PATH and request.method == "GET":
+        if path == REST_BOOKS_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_books(query)
-        if url.path == REST_TRADES_PATH and request.method == "GET":
+        if path == REST_TRADES_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_trades(query)
-        if url.path == REST_HISTORY_TRADES_PATH and request.method == "GET":
+        if path == REST_HISTORY_TRADES_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_history_trades(query)
-        if url.path == "/_sim/fault" and request.method == "POST":
-            return self._control_fault(connection.body)
-        if url.path == "/_sim/stats" and request.method == "GET":
-            return _json_response(200, self._stats())
-        if url.path == "/_sim/trades" and request.method == "GET":
+        if path == "/_sim/trades" and request.method == "GET":
             inst_id = (query.get("instId") or [""])[0]
             if inst_id not in self._markets:
-                return _json_response(404, {"error": f"Unknown instrument {inst_id!r}"})
-            return _json_response(200, {"instId": inst_id, "trades": self.sent_trades(inst_id)})
-        if url.path in (PUBLIC_PATH, BUSINESS_PATH):
+                return json_response(404, {"error": f"Unknown instrument {inst_id!r}"})
+            return json_response(200, {"instId": inst_id, "trades": self.sent_trades(inst_id)})
+        if path in (PUBLIC_PATH, BUSINESS_PATH):
             return None  # websockets answers 426 Upgrade Required
-        return _json_response(404, {"code": "404", "msg": "Not Found", "data": []})
+        return json_response(404, {"code": "404", "msg": "Not Found", "data": []})
 
     def _rest_books(self, query: dict[str, list[str]]) -> Response:
         inst_id = (query.get("instId") or [""])[0]
         if not inst_id:
-            return _json_response(
+            return json_response(
                 400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
             )
         depth = (query.get("sz") or ["1"])[0]
@@ -1225,16 +949,16 @@ class OkxSimulator:
             return _param_error("sz")
         market = self._markets.get(inst_id)
         if market is None:
-            return _json_response(
+            return json_response(
                 200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
             )
-        return _json_response(200, {"code": "0", "msg": "", "data": [market.rest_book(int(depth))]})
+        return json_response(200, {"code": "0", "msg": "", "data": [market.rest_book(int(depth))]})
 
     def _rest_trades(self, query: dict[str, list[str]]) -> Response:
         """OKX's recent trades of an instrument, newest first."""
         inst_id = (query.get("instId") or [""])[0]
         if not inst_id:
-            return _json_response(
+            return json_response(
                 400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
             )
         limit = (query.get("limit") or [str(REST_TRADES_DEFAULT)])[0]
@@ -1242,12 +966,12 @@ class OkxSimulator:
             return _param_error("limit")
         market = self._markets.get(inst_id)
         if market is None:
-            return _json_response(
+            return json_response(
                 200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
             )
         newest = market.generated[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(newest)]
-        return _json_response(200, {"code": "0", "msg": "", "data": data})
+        return json_response(200, {"code": "0", "msg": "", "data": data})
 
     def _rest_history_trades(self, query: dict[str, list[str]]) -> Response:
         """OKX's older trades, a page at a time, newest first: `type` 1 pages by tradeId
@@ -1255,7 +979,7 @@ class OkxSimulator:
         page just newer; `limit` up to 100."""
         inst_id = (query.get("instId") or [""])[0]
         if not inst_id:
-            return _json_response(
+            return json_response(
                 400, {"code": "50014", "msg": "Parameter instId can not be empty.", "data": []}
             )
         params = {name: (query.get(name) or [""])[0] for name in ("type", "after", "before")}
@@ -1271,7 +995,7 @@ class OkxSimulator:
             return _param_error("before")  # OKX pages newer by tradeId only
         market = self._markets.get(inst_id)
         if market is None:
-            return _json_response(
+            return json_response(
                 200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
             )
         field = 4 if params["type"] == "2" else 0  # ts or tradeId in a record
@@ -1285,25 +1009,11 @@ class OkxSimulator:
         else:
             page = trades[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(page)]
-        return _json_response(200, {"code": "0", "msg": "", "data": data})
-
-    def _control_fault(self, body: bytes) -> Response:
-        try:
-            request = orjson.loads(body or b"null")
-            if not isinstance(request, dict):
-                raise ValueError("The body must be a JSON object with a 'kind'")
-            params = dict(request)
-            fault = parse_fault(params.pop("kind", None), params)
-            if fault.inst_id is not None and fault.inst_id not in self._markets:
-                raise ValueError(f"Unknown instrument {fault.inst_id!r}")
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
-            return _json_response(400, {"ok": False, "error": str(exc)})
-        self._apply(fault)
-        return _json_response(200, {"ok": True, "fault": fault.kind})
+        return json_response(200, {"code": "0", "msg": "", "data": data})
 
 
 def _param_error(name: str) -> Response:
-    return _json_response(200, {"code": "51000", "msg": f"Parameter {name} error", "data": []})
+    return json_response(200, {"code": "51000", "msg": f"Parameter {name} error", "data": []})
 
 
 def _trade_item(inst_id: str, record: tuple[int, str, str, str, int]) -> dict[str, str]:
@@ -1319,15 +1029,3 @@ def _trade_item(inst_id: str, record: tuple[int, str, str, str, int]) -> dict[st
         "count": "1",
         "source": "0",
     }
-
-
-def _json_response(status: int, payload: Any) -> Response:
-    body = _dumps(payload)
-    headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("Connection", "close"),
-        ]
-    )
-    return Response(status, http.HTTPStatus(status).phrase, headers, body)

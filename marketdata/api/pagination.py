@@ -10,15 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from collectors.times import EPOCH
 from marketdata.selectors import fetch_values
 
 CURSOR_VERSION = "1"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 MAX_CURSOR_LENGTH = 120
 MAX_ROW_ID = 2**63 - 1  # BIGINT

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from collectors import api as collectors_api
+from marketdata.api import collectors as collectors_api
 from marketdata.api import views
 
 app_name = "api"
@@ -32,7 +32,6 @@ urlpatterns = [
         collectors_api.CollectorRestart.as_view(),
         name="collector-restart",
     ),
-    path("health/", views.Health.as_view(), name="health"),
     # Anything else under /api/v1/ ending in a slash: a JSON 404, as API clients expect.
     re_path(r"^.*/$", views.NotFoundView.as_view()),
 ]

@@ -1,4 +1,7 @@
-"""API views: read the query, call a selector, shape the answer. No business rules here."""
+"""API views: read the query, call a selector, shape the answer. No business rules here.
+
+The platform's health (/api/v1/health/) is answered by tcp_dashboard.health.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ from marketdata.api.serializers import (
     TradeSerializer,
 )
 from marketdata.candles import CandleValue
-from tcp_dashboard.health import system_health
 
 DETAIL = {
     "type": "object",
@@ -43,21 +45,6 @@ BAD_PARAMETERS = {
     "additionalProperties": {
         "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
     },
-}
-HEALTH = {
-    "type": "object",
-    "properties": {
-        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
-        "checks": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
-                "required": ["ok", "detail"],
-            },
-        },
-    },
-    "required": ["status", "checks"],
 }
 
 
@@ -212,25 +199,6 @@ class TickerLatest(ApiView):
         if point is None:
             raise NotFound(f"no ticker stored for {query.exchange} {query.symbol}")
         return Response(TickerSerializer(point).data)
-
-
-class Health(APIView):
-    """For load balancers and uptime checks: no credentials, no throttling."""
-
-    permission_classes = [AllowAny]
-    authentication_classes = []
-    throttle_classes = []
-
-    @extend_schema(
-        operation_id="health",
-        summary="Platform health",
-        description="Database, Redis, broker and collectors: 200 when all are healthy, else 503.",
-        responses={200: HEALTH, 503: HEALTH},
-        tags=["health"],
-    )
-    def get(self, request: Request) -> Response:
-        report = system_health()
-        return Response(report.as_dict(), status=200 if report.ok else 503)
 
 
 class NotFoundView(APIView):

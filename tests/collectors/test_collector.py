@@ -10,14 +10,13 @@ import pytest
 from django.db import connection, connections
 
 from collectors.factory import ExchangeFactory
+from collectors.hosting.runner import run_collectors
 from collectors.manager import CollectorManager
-from collectors.runner import run_collectors
 from collectors.simulators.okx import OkxSimulator
-from collectors.storage import StorageSink
+from collectors.storage.sink import StorageSink
 from collectors.types import DataType
 from marketdata.models import MarketData, RawTrade
-from tests.collectors.conftest import make_config, run
-from tests.conftest import wait_until
+from tests.helpers import make_config, run, wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ import socket
 import pytest
 import websocket
 
-from collectors.base import ReadAheadSocket
+from collectors.frames import MAX_HANDSHAKE_BYTES, MessageTooLarge, ReadAheadSocket
 
 TEXT, BINARY, CONT, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 
@@ -54,9 +54,11 @@ def test_it_joins_a_fragmented_message(pair):
     assert reader.read_message(client_for(reader)) == (TEXT, b'{"a":1}')
 
 
-def test_it_answers_a_ping_and_skips_pongs(pair):
+def test_it_answers_a_ping_and_hands_pongs_on(pair):
     reader, theirs = pair
     theirs.sendall(frame(PING, b"hi") + frame(PONG, b"") + frame(BINARY, b"data"))
+    assert reader.read_message(client_for(reader)) == (PING, b"hi")  # answered already
+    assert reader.read_message(client_for(reader)) == (PONG, b"")
     assert reader.read_message(client_for(reader)) == (BINARY, b"data")
     answer = theirs.recv(100)
     assert answer[0] == 0x80 | PONG
@@ -102,3 +104,52 @@ def test_a_closed_socket_is_reported(pair):
     theirs.close()
     with pytest.raises(ConnectionError, match="closed"):
         reader.read_message(client_for(reader))
+
+
+def test_a_frame_over_the_bound_is_refused_from_its_header_before_it_is_buffered():
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.5)
+    reader = ReadAheadSocket(ours, max_message_bytes=1000)
+    theirs.sendall(bytes([0x81, 127]) + (2**40).to_bytes(8) + b"x" * 5000)
+    with pytest.raises(MessageTooLarge, match=f"frame of {2**40} bytes over the limit of 1000"):
+        reader.read_message(client_for(reader))
+    assert reader.buffered <= 2 + 8 + 5000  # what one read brought, not what was announced
+    ours.close()
+    theirs.close()
+
+
+def test_fragments_are_bounded_together_not_one_by_one():
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.5)
+    reader = ReadAheadSocket(ours, max_message_bytes=1000)
+    theirs.sendall(frame(TEXT, b"a" * 400, fin=False) + frame(CONT, b"b" * 400, fin=False))
+    theirs.sendall(frame(CONT, b"c" * 400, fin=False))
+    with pytest.raises(MessageTooLarge, match="fragmented message over 1000 bytes"):
+        reader.read_message(client_for(reader))
+    ours.close()
+    theirs.close()
+
+
+def test_a_message_at_the_bound_is_read_whole():
+    ours, theirs = socket.socketpair()
+    ours.settimeout(0.5)
+    reader = ReadAheadSocket(ours, max_message_bytes=1000)
+    theirs.sendall(frame(TEXT, b"a" * 600, fin=False) + frame(CONT, b"b" * 400))
+    assert reader.read_message(client_for(reader)) == (TEXT, b"a" * 600 + b"b" * 400)
+    ours.close()
+    theirs.close()
+
+
+def test_a_control_frame_longer_than_125_bytes_is_a_protocol_error(pair):
+    reader, theirs = pair
+    theirs.sendall(frame(PING, b"p" * 126))
+    with pytest.raises(ConnectionError, match="control frame"):
+        reader.read_message(client_for(reader))
+
+
+def test_an_endless_handshake_answer_is_cut_at_its_bound(pair):
+    reader, theirs = pair
+    theirs.sendall(b"HTTP/1.1 101 Switching Protocols\r\n" + b"X: " + b"a" * MAX_HANDSHAKE_BYTES)
+    with pytest.raises(MessageTooLarge, match="handshake answer over"):
+        while True:
+            reader.recv(1)

@@ -6,20 +6,31 @@ import sqlite3
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
-from collectors.management.commands.runstack import parts
-from tests.conftest import ROOT, free_port, wait_until
+from collectors.management.commands.runstack import Simulated, parts
+from tests.helpers import ROOT, free_port, wait_until
+
+OKX = Simulated("okx", 8765, Path("okx.json"), ["BTC-USDT", "SOL-USDT"])
 
 
 def test_with_redis_the_collectors_run_in_celery_workers():
-    names = [name for name, _ in parts({"REDIS_URL": "redis://x"}, "127.0.0.1:1", 5, 8765)]
-    assert names == ["simulator", "web", "collector-worker", "worker", "beat", "flower"]
+    names = [name for name, _ in parts({"REDIS_URL": "redis://x"}, "127.0.0.1:1", 5, [OKX])]
+    assert names == ["okx-simulator", "web", "collector-worker", "worker", "beat", "flower"]
 
 
 def test_without_redis_the_collectors_run_in_one_process():
-    found = dict(parts({"REDIS_URL": ""}, "127.0.0.1:1", 5, 8765))
-    assert set(found) == {"simulator", "web", "collectors"}
+    found = dict(parts({"REDIS_URL": ""}, "127.0.0.1:1", 5, [OKX]))
+    assert set(found) == {"okx-simulator", "web", "collectors"}
     assert found["collectors"][-1] == "collect"
+
+
+def test_each_configured_exchange_gets_its_simulator_serving_the_configured_symbols():
+    found = dict(parts({"REDIS_URL": ""}, "127.0.0.1:1", 5, [OKX]))
+    simulator = found["okx-simulator"]
+    assert simulator[simulator.index("simulate_exchange") + 1] == "okx"
+    assert simulator[simulator.index("--port") + 1] == "8765"
+    assert simulator[simulator.index("--instruments") + 1] == "BTC-USDT,SOL-USDT"
 
 
 def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tmp_path):

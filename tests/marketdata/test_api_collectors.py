@@ -5,8 +5,8 @@ from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from collectors import leases
-from collectors.heartbeat import Heartbeat, publish
+from collectors.hosting import leases
+from collectors.hosting.heartbeat import Heartbeat, publish
 from collectors.models import Exchange, TradingPair
 from tests.tcp_proxy import TcpProxy
 

@@ -3,8 +3,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from collectors import leases
-from collectors.heartbeat import Heartbeat, publish
+from collectors.hosting import leases
+from collectors.hosting.heartbeat import Heartbeat, publish
 from collectors.models import Exchange, TradingPair
 from tests.tcp_proxy import TcpProxy
 

@@ -16,8 +16,7 @@ from collectors.factory import ExchangeFactory
 from collectors.simulators.okx import OkxSimulator
 from collectors.types import DataType
 from marketdata.candles import LiveCandleAggregator, Trade, ceil_boundary, fold_trades
-from tests.collectors.conftest import make_config, run
-from tests.conftest import wait_until
+from tests.helpers import make_config, run, wait_until
 
 SPEED = 60
 MINUTE = timedelta(minutes=1)

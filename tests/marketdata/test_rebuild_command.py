@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from marketdata.candles import fetch_candles
 from marketdata.models import RawTrade
-from tests.conftest import ROOT, service_env
+from tests.helpers import ROOT, candle_json, service_env
 
 pytestmark = pytest.mark.django_db
 NOON = datetime(2024, 3, 9, 12, 0, tzinfo=UTC)
@@ -130,16 +130,6 @@ def test_on_the_embedded_sqlite_database_it_builds_the_same_candles(tmp_path):
     assert found == expected
 
 
-def candle_json(candle) -> list:
-    return [
-        candle.timestamp.isoformat(),
-        *(str(getattr(candle, name).normalize()) for name in DECIMALS),
-        candle.trade_count,
-        candle.is_final,
-    ]
-
-
-DECIMALS = ("open", "high", "low", "close", "volume", "quote_volume", "vwap")
 INSERT_TRADES = """
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -155,7 +145,7 @@ DUMP_CANDLES = f"""
 import json
 from datetime import UTC, datetime
 from marketdata.candles import fetch_candles
-from tests.marketdata.test_rebuild_command import candle_json
+from tests.helpers import candle_json
 start, end = datetime(2024, 3, 8, tzinfo=UTC), datetime(2024, 3, 11, tzinfo=UTC)
 print(json.dumps({{tf: [candle_json(c) for c in fetch_candles("okx", "BTC-USDT", tf, start, end)]
                   for tf in {("1m", "5m")!r}}}))

@@ -5,13 +5,10 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from collectors.config import (
-    ConfigError,
-    collector_configs,
-    collector_configs_from_db,
-    load_exchange_config_file,
-)
-from collectors.runner import run_collectors
+from collectors.config.files import load_exchange_config_file
+from collectors.config.schema import ConfigError, collector_configs
+from collectors.config.store import collector_configs_from_db
+from collectors.hosting.runner import run_collectors
 
 
 class Command(BaseCommand):

@@ -7,7 +7,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from redis import RedisError
 
-from collectors import health
+from collectors.hosting import control, reconcile
+
+CONTROLS = {
+    "start": control.start_collector,
+    "stop": control.stop_collector,
+    "restart": control.restart_collector,
+}
 
 
 class Command(BaseCommand):
@@ -37,11 +43,11 @@ class Command(BaseCommand):
             self.control(action, name, wait)
         except (RedisError, ImproperlyConfigured) as error:
             raise CommandError(f"cannot reach the collectors' Redis: {error}") from None
-        except health.ControlError as error:
+        except control.ControlError as error:
             raise CommandError(str(error)) from None
 
     def status(self, name: str | None) -> None:
-        states = [s for s in health.collector_states() if name is None or s.name == name]
+        states = [s for s in reconcile.collector_states() if name is None or s.name == name]
         if name is not None and not states:
             raise CommandError(f"{name}: not configured and not running")
         for state in states:
@@ -53,7 +59,7 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps(state.collector_status, indent=2))
 
     def control(self, action: str, name: str, wait: float) -> None:
-        request = getattr(health, f"{action}_collector")(name)
+        request = CONTROLS[action](name)
         note = f" ({request.note})" if request.note else ""
         if request.result is None:
             self.stdout.write(f"{name}: nothing to {action}{note}")

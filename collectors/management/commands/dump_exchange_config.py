@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from collectors.config import exchange_config_to_dict
+from collectors.config.store import exchange_config_to_dict
 from collectors.models import Exchange
 
 

@@ -3,7 +3,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from collectors.config import ConfigError, apply_exchange_config, load_exchange_configs_file
+from collectors.config.files import load_exchange_configs_file
+from collectors.config.schema import ConfigError
+from collectors.config.store import apply_exchange_config
 
 
 class Command(BaseCommand):

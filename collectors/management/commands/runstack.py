@@ -1,8 +1,9 @@
 """`manage.py runstack`: the whole platform on this machine with one command.
 
 It runs each part as its own process, with the same commands the README and
-docker-compose.yml use: the OKX simulator, the web server, a collector worker, a
-default worker, beat and Flower. It uses PostgreSQL and Redis on 127.0.0.1 when they
+docker-compose.yml use: a simulator for each exchange configured in
+config/*-simulator.json, the web server, a collector worker, a default worker, beat and
+Flower. It uses PostgreSQL and Redis on 127.0.0.1 when they
 answer (or DATABASE_URL / REDIS_URL when set); otherwise it runs on the embedded
 defaults, where the collectors run in one plain process instead of Celery workers.
 """
@@ -13,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import redis
@@ -23,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 DATABASE = "tcp_dashboard"
-SIMULATOR_CONFIG = "config/okx-simulator.json"
+SIMULATOR_CONFIGS = "config/*-simulator.json"  # one exchange each, pointed at its simulator
 
 
 def postgres_answers(server: str) -> bool:
@@ -68,25 +71,51 @@ def choose_services(log) -> dict[str, str]:
     return env
 
 
-def simulator_config(port: int) -> Path:
-    """The simulator's exchange configuration, pointed at the port it listens on."""
-    config = json.loads(Path(SIMULATOR_CONFIG).read_text())
-    for key in ("public_ws_url", "rest_url"):
-        config["connection"][key] = config["connection"][key].replace(":8765", f":{port}")
-    path = Path(settings.VAR_DIR) / f"okx-simulator-{port}.json"
-    path.write_text(json.dumps(config, indent=2))
-    return path
+@dataclass(slots=True, frozen=True)
+class Simulated:
+    """An exchange run against its simulator: its configuration, pointed at the port."""
+
+    exchange: str
+    port: int
+    config: Path  # the configuration file, rewritten for the port
+    symbols: list[str]  # its enabled trading pairs
 
 
-def parts(env: dict[str, str], addr: str, rate: float, port: int) -> list[tuple[str, list[str]]]:
+def with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.hostname}:{port}").geturl()
+
+
+def simulated_exchanges(first_port: int) -> list[Simulated]:
+    """Each config/*-simulator.json, on its own port from `first_port` up."""
+    found = []
+    for port, source in enumerate(sorted(Path().glob(SIMULATOR_CONFIGS)), start=first_port):
+        config = json.loads(source.read_text())
+        connection = config["connection"]
+        for key in ("public_ws_url", "business_ws_url", "rest_url"):
+            if connection.get(key):
+                connection[key] = with_port(connection[key], port)
+        path = Path(settings.VAR_DIR) / f"{source.stem}-{port}.json"
+        path.write_text(json.dumps(config, indent=2))
+        pairs = config.get("trading_pairs", [])
+        symbols = [pair["symbol"] for pair in pairs if pair.get("enabled", True)]
+        found.append(Simulated(config["exchange"], port, path, symbols))
+    return found
+
+
+def parts(
+    env: dict[str, str], addr: str, rate: float, simulated: list[Simulated]
+) -> list[tuple[str, list[str]]]:
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "tcp_dashboard"]
-    simulator = [*manage, "simulate_exchange", "okx", "--port", str(port)]
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    found = [
-        ("simulator", [*simulator, "--rate", f"{rate:g}", "--seed", "1"]),
-        ("web", [gunicorn, "tcp_dashboard.wsgi", "--bind", addr, "--workers", "2"]),
-    ]
+    found = []
+    for exchange in simulated:
+        simulator = [*manage, "simulate_exchange", exchange.exchange, "--port", str(exchange.port)]
+        simulator += ["--rate", f"{rate:g}", "--seed", "1"]
+        simulator += ["--instruments", ",".join(exchange.symbols)]
+        found.append((f"{exchange.exchange}-simulator", simulator))
+    found.append(("web", [gunicorn, "tcp_dashboard.wsgi", "--bind", addr, "--workers", "2"]))
     if not env.get("REDIS_URL"):
         return [*found, ("collectors", [*manage, "collect"])]
     collector_worker = [*celery, "worker", "-Q", "collectors", "-n", "collectors@%h"]
@@ -106,7 +135,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--addr", default="127.0.0.1:8000", help="Web server address.")
         parser.add_argument("--rate", type=float, default=5.0, help="Simulated trades/s.")
-        parser.add_argument("--simulator-port", type=int, default=8765)
+        parser.add_argument(
+            "--simulator-port", type=int, default=8765, help="The first simulator's; then up."
+        )
 
     def log(self, message: str) -> None:
         self.stdout.write(f"runstack: {message}")
@@ -124,19 +155,22 @@ class Command(BaseCommand):
         os.chdir(Path(settings.BASE_DIR))
         env = choose_services(self.log)
         self.setup(env, "migrate", "--noinput")
-        self.setup(env, "load_exchange_config", str(simulator_config(simulator_port)))
+        simulated = simulated_exchanges(simulator_port)
+        for exchange in simulated:
+            self.setup(env, "load_exchange_config", str(exchange.config))
         password = self.setup(env, "ensure_admin").splitlines()[-1]
         running: dict[str, subprocess.Popen] = {}
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         try:
-            for name, command in parts(env, addr, rate, simulator_port):
+            for name, command in parts(env, addr, rate, simulated):
                 running[name] = subprocess.Popen(command, env=env)
                 self.log(f"started {name}: {' '.join(command[1:])}")
             if env.get("REDIS_URL"):
                 # Reconcile now rather than at beat's first tick, so data arrives within seconds.
-                self.setup(env, "collectors", "start", "okx:BTC-USDT")
-                self.setup(env, "collectors", "start", "okx:ETH-USDT")
+                for exchange in simulated:
+                    for symbol in exchange.symbols:
+                        self.setup(env, "collectors", "start", f"{exchange.exchange}:{symbol}")
                 self.log("Flower: http://127.0.0.1:5555/")
             self.log(f"admin: http://{addr}/admin/  user admin  password {password}")
             while not stopping:

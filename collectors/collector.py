@@ -1,0 +1,318 @@
+"""BaseDataCollector: one exchange and symbol, its WebSocket connections and their lifecycle.
+
+Each endpoint of the adapter (OKX: public, business) gets a link (collectors.link): a thread
+that connects, subscribes, receives, pings, and reconnects with exponential backoff. The
+adapter turns frames into data points; the collector counts, calls back and hands points
+to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from collectors.exchanges.base import ExchangeAdapter
+from collectors.health_rule import health_issues, restart_cause
+from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, Link, LinkStats
+from collectors.times import utc_text
+from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
+from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+
+logger = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    def put(self, points: list[MarketDataPoint]) -> None: ...
+
+
+def iso(timestamp: float | None) -> str:
+    """A time.time() value as ISO 8601 UTC text; '' for never."""
+    return utc_text(datetime.fromtimestamp(timestamp, UTC)) if timestamp else ""
+
+
+def without_raw(point: MarketDataPoint) -> MarketDataPoint:
+    data = {key: value for key, value in point.data.items() if key != "raw"}
+    return MarketDataPoint(point.exchange, point.symbol, point.timestamp, point.data_type, data)
+
+
+class RecentTrades:
+    """Trade ids seen lately, so a trade that arrives twice is delivered once.
+
+    Trades arrive twice around reconnects (the REST backfill overlaps the stream) and
+    while an upgraded connection overlaps the old one. Storage ignores repeats by its
+    unique key; in-memory consumers (live candles) rely on this.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def fresh(self, points: list[MarketDataPoint]) -> list[MarketDataPoint]:
+        with self._lock:
+            kept = []
+            for point in points:
+                if point.data_type is DataType.TRADE:
+                    trade_id = point.data["trade_id"]
+                    if trade_id in self._seen:
+                        continue
+                    self._seen.add(trade_id)
+                    self._order.append(trade_id)
+                    if len(self._order) > self._capacity:
+                        self._seen.discard(self._order.popleft())
+                kept.append(point)
+            return kept
+
+
+class BaseDataCollector:
+    """Collects one exchange symbol's data types over the adapter's WebSocket endpoints."""
+
+    def __init__(
+        self,
+        config: ExchangeCollectorConfig,
+        adapter: ExchangeAdapter,
+        *,
+        sink: Sink | None = None,
+    ) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.sink = sink
+        self.name = config.name
+        self.exchange = config.exchange
+        self.symbol = config.symbol
+        self.should_be_running = False
+        self._status = "stopped"
+        self._lock = threading.RLock()
+        self._links: list[Link] = []
+        self._retired_stats = LinkStats()
+        self._callbacks: dict[DataType, list[Callable[[MarketDataPoint], Any]]] = defaultdict(list)
+        self._live = threading.Event()
+        self.started_at = 0.0
+        self.last_heartbeat = 0.0
+        self.last_data_time = 0.0
+        self.callback_errors = 0
+        self.recent_trades = RecentTrades()
+        self.restarts = 0
+        self.total_reconnects = 0
+        self.last_error = ""
+        self.last_restart_time = 0.0
+
+    # settings ---------------------------------------------------------------
+
+    def setting(self, name: str):
+        params = self.config.custom_params or {}
+        value = params.get(name)
+        if value is not None:
+            return value
+        if name == "max_message_bytes":  # the exchange's own bound
+            return self.adapter.max_message_bytes
+        return DEFAULTS[name]
+
+    # lifecycle --------------------------------------------------------------
+
+    async def start(self) -> bool:
+        """Open every endpoint; True once all are subscribed, False if not within the timeout.
+
+        A collector that could not connect yet keeps trying with backoff until stopped.
+        """
+        with self._lock:
+            if self._links:
+                return self._live.is_set()
+            self.should_be_running = True
+            self._live.clear()
+            self.started_at = time.time()
+            self.last_heartbeat = self.started_at
+            self.set_status("starting")
+            self._links = [Link(self, endpoint) for endpoint in self.adapter.endpoints()]
+            for link in self._links:
+                link.start()
+        timeout = CONNECT_TIMEOUT + 2
+        return await asyncio.to_thread(self._live.wait, timeout)
+
+    async def stop(self, force: bool = False) -> None:
+        """Close the connections; unless forced, wait for the sink to store what was received."""
+        with self._lock:
+            self.should_be_running = False
+            links, self._links = self._links, []
+            for link in links:
+                link.stop() if force else link.drain()
+        for link in links:
+            await asyncio.to_thread(link.thread.join, 0 if force else DRAIN_TIMEOUT + 2)
+            link.stop()
+            self._retire_stats(link)
+        if not force and self.sink is not None and hasattr(self.sink, "flush"):
+            await asyncio.to_thread(self.sink.flush, 30.0)
+        self.set_status("stopped")
+
+    async def restart(self) -> bool:
+        await self.stop()
+        with self._lock:
+            self.restarts += 1
+            self.last_restart_time = time.time()
+        logger.info("%s: restarting", self.name)
+        return await self.start()
+
+    # called by links --------------------------------------------------------
+
+    def set_status(self, status: str) -> None:
+        with self._lock:
+            if self._status != status:
+                logger.info("%s: %s -> %s", self.name, self._status, status)
+            self._status = status
+
+    def link_live(self, link: Link) -> None:
+        with self._lock:
+            if all(other.subscribed.is_set() for other in self._links if not other.retiring):
+                self.set_status("running")
+                self._live.set()
+
+    def link_finished(self, link: Link) -> None:
+        with self._lock:
+            if link in self._links:
+                self._links.remove(link)
+                self._retire_stats(link)
+
+    def replace_link(self, link: Link, why: str = "upgrade notice") -> None:
+        """The server will close `link` soon: open its successor first, lose nothing."""
+        with self._lock:
+            if not self.should_be_running:
+                return
+            logger.info("%s %s: %s, opening a new connection", self.name, link.endpoint.key, why)
+            link.retiring = True
+            successor = Link(self, link.endpoint, successor_of=link)
+            self._links.append(successor)
+            successor.start()
+
+    def give_up(self, link: Link) -> None:
+        attempts = self.setting("max_reconnect_attempts")
+        self.record_error(link, f"{link.endpoint.key}: gave up after {attempts} reconnect attempts")
+        self.set_status("error")
+        with self._lock:
+            for other in self._links:
+                if other is not link:
+                    other.stop()
+
+    def count_reconnect(self) -> None:
+        with self._lock:
+            self.total_reconnects += 1
+
+    def record_error(self, link: Link | None, message: str) -> None:
+        if link is not None:
+            link.stats.errors += 1
+        else:
+            with self._lock:
+                self.callback_errors += 1
+        self.last_error = message[:500]
+        logger.warning("%s: %s", self.name, self.last_error)
+
+    def deliver(self, points: list[MarketDataPoint]) -> None:
+        self.last_data_time = time.time()
+        if not self.config.store_raw_data:
+            points = [without_raw(point) for point in points]
+        callbacks = self._callbacks
+        if callbacks:
+            for point in points:
+                for callback in callbacks.get(point.data_type, ()):
+                    try:
+                        callback(point)
+                    except Exception as error:  # a consumer's bug is its own
+                        logger.exception("%s: data callback failed", self.name)
+                        self.record_error(None, f"callback {callback!r}: {error!r}"[:300])
+        if self.sink is not None:
+            self.sink.put(points)
+
+    def _retire_stats(self, link: Link) -> None:
+        retired = self._retired_stats
+        for name in LinkStats.__slots__:
+            setattr(retired, name, getattr(retired, name) + getattr(link.stats, name))
+        link.stats = LinkStats()
+
+    # consumers --------------------------------------------------------------
+
+    def add_data_callback(self, data_type: DataType, callback: Callable) -> None:
+        self._callbacks[data_type].append(callback)
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            links = list(self._links)
+            totals = {name: getattr(self._retired_stats, name) for name in LinkStats.__slots__}
+        for link in links:
+            for name in LinkStats.__slots__:
+                totals[name] += getattr(link.stats, name)
+        totals["errors"] += self.callback_errors
+        return totals
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def is_running(self) -> bool:
+        with self._lock:
+            return bool(self._links) and self._status in {"starting", "running", "reconnecting"}
+
+    def get_status(self) -> dict[str, Any]:
+        now = time.time()
+        counters = self.counters()
+        with self._lock:
+            links = list(self._links)
+        reconnecting = max((link.reconnect_attempts for link in links), default=0)
+        connected = [link.connected_since for link in links if link.connected_since]
+        return {
+            "exchange": self.exchange,
+            "status": self._status,
+            "should_be_running": self.should_be_running,
+            "symbols": [self.symbol],
+            "data_types": [data_type.value for data_type in self.config.data_types],
+            "auto_restart": self.config.auto_restart,
+            "health": {
+                "time_since_heartbeat": self._seconds_since(self.last_heartbeat, now),
+                "time_since_data": self._seconds_since(self.last_data_time, now),
+                "max_silence_duration": float(self.setting("max_silence_duration")),
+            },
+            "statistics": {
+                "messages_received": counters["messages_received"],
+                "messages_processed": counters["messages_processed"],
+                "errors": counters["errors"],
+                "restarts": self.restarts,
+                "uptime_seconds": (now - self.started_at) if self.should_be_running else 0.0,
+                "reconnect_attempts": reconnecting,
+                "last_message_time": iso(self.last_data_time),
+                "connection_uptime": iso(min(connected)) if connected else "",
+                "last_error": self.last_error,
+                "last_restart_time": iso(self.last_restart_time),
+            },
+        }
+
+    def _seconds_since(self, moment: float, now: float) -> float:
+        """Seconds since `moment`; since the start when it never happened."""
+        reference = moment or self.started_at
+        return round(now - reference, 3) if reference else 0.0
+
+    def health_issues(self) -> list[str]:
+        """What is wrong now, by the one rule (collectors.health_rule); empty when healthy."""
+        issues = health_issues(self.get_status(), is_running=self.is_running)
+        return [issue.text for issue in issues]
+
+    def restart_cause(self) -> str | None:
+        """Why a restart would help now (in error, silent, not running), or None."""
+        return restart_cause(self.get_status(), is_running=self.is_running)
+
+    def get_health_status(self) -> dict[str, Any]:
+        issues = self.health_issues()
+        return {
+            "is_healthy": not issues,
+            "issues": issues,
+            "status": self._status,
+            "last_heartbeat": iso(self.last_heartbeat),
+            "last_data_received": iso(self.last_data_time),
+            "should_be_running": self.should_be_running,
+            "is_running": self.is_running,
+        }

@@ -1,0 +1,1 @@
+"""Exchange configuration: the JSON schema (pure), strict file reading, and model storage."""

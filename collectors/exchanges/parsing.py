@@ -1,0 +1,84 @@
+"""Strict parsing of exchange values: integers, decimals, millisecond times, and bounded
+quotes of bad input for error messages. Every exchange module parses with these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from collectors.times import from_epoch_ms
+
+SNIPPET = 80  # characters of a bad frame quoted in an error
+
+
+def ms_time(ts: Any) -> datetime:
+    """A millisecond epoch (a string or an integer) -> aware UTC datetime."""
+    return from_epoch_ms(strict_int(ts, "ts"))
+
+
+def strict_int(value: Any, name: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError(f"bad {name} {snippet(value)}")
+
+
+def optional_int(value: Any, name: str = "integer") -> int | None:
+    return None if value is None or value == "" else strict_int(value, name)
+
+
+def decimal(value: Any, name: str) -> Decimal:
+    if type(value) is not str:
+        raise ValueError(f"bad {name} {snippet(value)}: not a string")
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"bad {name} {snippet(value)}") from None
+    if not number.is_finite():
+        raise ValueError(f"bad {name} {snippet(value)}")
+    return number
+
+
+def price(value: Any, name: str) -> Decimal:
+    number = decimal(value, name)
+    if number <= 0:
+        raise ValueError(f"bad {name} {snippet(value)}: not positive")
+    return number
+
+
+def amount(value: Any, name: str) -> Decimal:
+    number = decimal(value, name)
+    if number < 0:
+        raise ValueError(f"bad {name} {snippet(value)}: negative")
+    return number
+
+
+def optional_decimal(value: Any, name: str) -> Decimal | None:
+    return None if value is None or value == "" else amount(value, name)
+
+
+def describe_error(error: Exception) -> str:
+    """What a parsing error says, short: a missing key by name, a bad number as such."""
+    if isinstance(error, KeyError):
+        return f"missing {error.args[0]!r}"
+    if isinstance(error, ArithmeticError):
+        return "not a number"
+    return str(error)[:150]
+
+
+def item_error(channel: str, error: Exception) -> str:
+    return f"{channel} item skipped: {describe_error(error)}"
+
+
+def snippet(value: Any) -> str:
+    """A bounded quote of untrusted input for an error message."""
+    if isinstance(value, bytes):
+        value = value[: SNIPPET * 4].decode("utf-8", "replace")
+    elif not isinstance(value, str):
+        value = repr(value)
+    return repr(value[:SNIPPET]) + ("..." if len(value) > SNIPPET else "")

@@ -1,0 +1,1 @@
+"""Hosting collectors: the Celery bootstep, leases, heartbeats, reconciliation, control."""

@@ -1,0 +1,1 @@
+"""The storage sink: rows, spill files, database backends and the batching sink."""

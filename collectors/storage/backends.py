@@ -1,0 +1,225 @@
+"""The sink's database backends: PostgreSQL (COPY through a staging table) and SQLite."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from collectors.storage.rows import Row
+
+# Django's own keys in a DATABASES entry's OPTIONS, which are not libpq parameters.
+DJANGO_ONLY_OPTIONS = {"pool", "isolation_level", "server_side_binding", "assume_role"}
+CONNECTION_DEFAULTS = {
+    "connect_timeout": 5,
+    # A network that silently drops packets fails a write in seconds, not minutes.
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15_000,
+}
+
+
+def postgres_connection_params(database: dict, name: str) -> dict[str, Any]:
+    """psycopg.connect() keywords for a Django DATABASES entry."""
+    options = {
+        k: v for k, v in (database.get("OPTIONS") or {}).items() if k not in DJANGO_ONLY_OPTIONS
+    }
+    params: dict[str, Any] = {"dbname": database.get("NAME") or "postgres"}
+    for key, param in (
+        ("USER", "user"),
+        ("PASSWORD", "password"),
+        ("HOST", "host"),
+        ("PORT", "port"),
+    ):
+        if database.get(key):
+            params[param] = str(database[key])
+    params.update(options)
+    for key, value in CONNECTION_DEFAULTS.items():
+        params.setdefault(key, value)
+    params.setdefault("application_name", f"tcp-dashboard storage {name}"[:63])
+    return params
+
+
+STAGE_COLUMNS = "exchange, symbol, trade_id, price, size, side, timestamp, raw_data"
+MARKET_COLUMNS = "exchange, symbol, data_type, timestamp, data"
+CREATE_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS raw_trades_stage (
+    exchange VARCHAR(50), symbol VARCHAR(50), trade_id VARCHAR(100),
+    price NUMERIC(20, 8), size NUMERIC(20, 8), side VARCHAR(10),
+    timestamp TIMESTAMPTZ, raw_data JSONB
+) ON COMMIT DELETE ROWS
+"""
+INSERT_FROM_STAGE = f"""
+INSERT INTO raw_trades ({STAGE_COLUMNS}) SELECT {STAGE_COLUMNS} FROM raw_trades_stage
+ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+"""
+
+
+class PostgresBackend:
+    """One psycopg connection: COPY into a staging table, then INSERT ... ON CONFLICT DO NOTHING."""
+
+    data_errors = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+    def __init__(self, database: dict, name: str) -> None:
+        self._params = postgres_connection_params(database, name)
+        self.secret = str(database.get("PASSWORD") or "")
+        self._conn: psycopg.Connection | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    def connect(self) -> None:
+        if self.connected:
+            return
+        conn = psycopg.connect(**self._params, autocommit=True)
+        try:
+            conn.execute(CREATE_STAGE)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def transaction(self) -> contextlib.AbstractContextManager:
+        # Nested inside an open transaction, psycopg makes this a savepoint.
+        return self._conn.transaction()
+
+    def write(self, trades: list[Row], market: list[Row], *, isolated: bool) -> int:
+        """Write rows inside the open transaction; the number of trades newly inserted."""
+        inserted = 0
+        with self._conn.cursor() as cursor:
+            if trades:
+                with cursor.copy(f"COPY raw_trades_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
+                    for row in trades:
+                        copy.write_row(row)
+                cursor.execute(INSERT_FROM_STAGE)
+                inserted = cursor.rowcount
+                if isolated:
+                    # Later parts of the same transaction must not insert these again.
+                    cursor.execute("DELETE FROM raw_trades_stage")
+            if market:
+                with cursor.copy(f"COPY market_data ({MARKET_COLUMNS}) FROM STDIN") as copy:
+                    for row in market:
+                        copy.write_row(row)
+        return inserted
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def interrupt(self) -> None:
+        """From another thread: break a call hung on a dead network."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        with contextlib.suppress(Exception):
+            descriptor = os.dup(conn.pgconn.socket)
+            with socket.socket(fileno=descriptor) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+SQLITE_INSERT_TRADE = f"""
+INSERT INTO raw_trades ({STAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+"""
+SQLITE_INSERT_MARKET = f"INSERT INTO market_data ({MARKET_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+
+
+def sqlite_timestamp(iso: str) -> str:
+    """Django's SQLite format: naive UTC, space separated. Rows carry UTC text ending in Z;
+    spill files written before that end in +00:00."""
+    naive = iso[:-1] if iso.endswith("Z") else iso.removesuffix("+00:00")
+    return naive.replace("T", " ", 1)
+
+
+class SqliteBackend:
+    """The portable path: sqlite3 executemany; a duplicate trade is ignored by its unique key."""
+
+    data_errors = (sqlite3.IntegrityError, sqlite3.DataError)
+
+    def __init__(self, database: dict, name: str) -> None:
+        self._path = str(database["NAME"])
+        options = database.get("OPTIONS") or {}
+        self._timeout = float(options.get("timeout", 20))
+        self._init_command = options.get("init_command", "")
+        self.secret = ""
+        self._conn: sqlite3.Connection | None = None
+        self._depth = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    def connect(self) -> None:
+        if self.connected:
+            return
+        conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
+        try:
+            for statement in filter(None, (s.strip() for s in self._init_command.split(";"))):
+                conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self._conn
+        savepoint = f"sp{self._depth}"
+        conn.execute(f"SAVEPOINT {savepoint}" if self._depth else "BEGIN IMMEDIATE")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self._depth -= 1
+            if self._depth:
+                conn.execute(f"ROLLBACK TO {savepoint}")
+                conn.execute(f"RELEASE {savepoint}")
+            else:
+                conn.execute("ROLLBACK")
+            raise
+        self._depth -= 1
+        conn.execute(f"RELEASE {savepoint}" if self._depth else "COMMIT")
+
+    def write(self, trades: list[Row], market: list[Row], *, isolated: bool) -> int:
+        conn = self._conn
+        before = conn.total_changes
+        conn.executemany(
+            SQLITE_INSERT_TRADE, [(*row[:6], sqlite_timestamp(row[6]), row[7]) for row in trades]
+        )
+        inserted = conn.total_changes - before
+        conn.executemany(
+            SQLITE_INSERT_MARKET, [(*row[:3], sqlite_timestamp(row[3]), row[4]) for row in market]
+        )
+        return inserted
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def interrupt(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.interrupt()
+
+
+def backend_for(database: dict, name: str) -> PostgresBackend | SqliteBackend:
+    engine = database.get("ENGINE", "")
+    if engine.endswith("postgresql"):
+        return PostgresBackend(database, name)
+    if engine.endswith("sqlite3"):
+        return SqliteBackend(database, name)
+    raise ValueError(f"StorageSink supports PostgreSQL and SQLite, not {engine!r}")

@@ -1,0 +1,457 @@
+"""The storage sink against real PostgreSQL and SQLite, and through outages of a real TCP proxy."""
+
+import logging
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+import pytest
+from django.db import connection
+from django.db.utils import ConnectionHandler
+
+from collectors.storage.rows import point_to_row
+from collectors.storage.sink import SpillDirectoryBusy, StorageSink
+from collectors.storage.spill import list_spill_files
+from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+from marketdata.models import MarketData, RawTrade
+from marketdata.selectors import newest_stored_trade
+from tests.helpers import wait_until
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+PASSWORD = "never-log-this-7f3a"
+
+
+def trade(n: int, *, raw: bool = True, **changes) -> MarketDataPoint:
+    data = {
+        "trade_id": str(n),
+        "price": Decimal("27123.45678901") + n,
+        "size": Decimal("0.00012345"),
+        "side": "buy" if n % 2 else "sell",
+    }
+    if raw:
+        data["raw"] = {"tradeId": str(n), "px": str(data["price"]), "tags": [1, {"a": None}]}
+    data.update(changes)
+    return MarketDataPoint("okx", "BTC-USDT", T0 + timedelta(milliseconds=n), DataType.TRADE, data)
+
+
+def ticker(n: int) -> MarketDataPoint:
+    data = {"seq": n, "last": Decimal("27123.5"), "bids": [[Decimal("27123.4"), Decimal("2")]]}
+    return MarketDataPoint("okx", "BTC-USDT", T0 + timedelta(milliseconds=n), DataType.TICKER, data)
+
+
+def stats_add_up(stats: dict) -> bool:
+    stored = stats["trades_inserted"] + stats["duplicates_ignored"]
+    stored += stats["market_data_inserted"] + stats["rows_rejected"] + stats["pending_rows"]
+    return stats["rows_received"] + stats["rows_recovered"] == stored
+
+
+def spill_file_names(sink: StorageSink) -> list[str]:
+    return [f.path.name for f in list_spill_files(sink.spill_dir)]
+
+
+@pytest.fixture
+def database(transactional_db) -> dict:
+    return {**connection.settings_dict, "PASSWORD": PASSWORD}
+
+
+@pytest.fixture
+def proxy():
+    settings = connection.settings_dict
+    with TcpProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def make_sink(database, tmp_path):
+    """Sinks writing to the test database (or `database=`), stopped at the end of the test."""
+    sinks = []
+
+    def make(**options) -> StorageSink:
+        options = {"spill_dir": tmp_path, "database": database, "retry_delay": 0.2, **options}
+        sink = StorageSink(**options)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.stop(timeout=5)
+
+
+def test_it_stores_trades_with_their_exact_values(make_sink):
+    sink = make_sink()
+    sink.start()
+    sink.put([trade(1), trade(2, raw=False)])
+    assert sink.flush(timeout=10)
+
+    first, second = RawTrade.objects.order_by("trade_id")
+    assert (first.exchange, first.symbol, first.trade_id, first.side) == (
+        "okx",
+        "BTC-USDT",
+        "1",
+        "buy",
+    )
+    assert first.price == Decimal("27124.45678901")
+    assert first.size == Decimal("0.00012345")
+    assert first.timestamp == T0 + timedelta(milliseconds=1)
+    assert first.raw_data == {"tradeId": "1", "px": "27124.45678901", "tags": [1, {"a": None}]}
+    assert first.created_at is not None
+    assert second.raw_data is None
+    assert second.side == "sell"
+
+
+def test_it_stores_other_points_as_json_in_market_data(make_sink):
+    sink = make_sink()
+    sink.start()
+    book = MarketDataPoint(
+        "okx",
+        "ETH-USDT",
+        T0,
+        DataType.ORDERBOOK,
+        {"asks": [["2001.5", "3"]], "bids": [[Decimal("2001.25"), Decimal("1.5")]], "checksum": -7},
+    )
+    sink.put([ticker(1), book])
+    assert sink.flush(timeout=10)
+
+    rows = {row.data_type: row for row in MarketData.objects.all()}
+    assert set(rows) == {"ticker", "orderbook"}
+    assert rows["ticker"].data == {"seq": 1, "last": "27123.5", "bids": [["27123.4", "2"]]}
+    assert rows["ticker"].timestamp == T0 + timedelta(milliseconds=1)
+    assert rows["orderbook"].data == {
+        "asks": [["2001.5", "3"]],
+        "bids": [["2001.25", "1.5"]],
+        "checksum": -7,
+    }
+    assert (rows["orderbook"].exchange, rows["orderbook"].symbol) == ("okx", "ETH-USDT")
+    assert rows["orderbook"].created_at is not None
+    assert RawTrade.objects.count() == 0
+
+
+def test_it_ignores_duplicate_trades_within_and_across_batches_and_counts_them(make_sink):
+    sink = make_sink()
+    sink.start()
+    sink.put([trade(1), trade(1), trade(2)])
+    assert sink.flush(timeout=10)
+    sink.put([trade(2), trade(3), ticker(1)])
+    assert sink.flush(timeout=10)
+
+    assert sorted(RawTrade.objects.values_list("trade_id", flat=True)) == ["1", "2", "3"]
+    stats = sink.stats()
+    assert stats["rows_received"] == 6
+    assert stats["trades_inserted"] == 3
+    assert stats["duplicates_ignored"] == 2
+    assert stats["market_data_inserted"] == 1
+    assert stats["batches"] == 2
+    assert stats["pending_rows"] == 0
+    assert stats["database_ok"] is True
+    assert stats["write_failures"] == 0
+    assert stats_add_up(stats)
+
+
+def test_it_writes_a_batch_as_soon_as_buffer_size_rows_are_pending(make_sink):
+    sink = make_sink(buffer_size=10, flush_interval=60)
+    sink.start()
+    sink.put([trade(n) for n in range(4)])
+    sink.put([trade(n) for n in range(4, 10)])
+    wait_until(lambda: RawTrade.objects.count() == 10, timeout=5, message="a full batch")
+    assert sink.stats()["batches"] == 1
+
+
+def test_it_writes_a_partial_batch_once_the_flush_interval_has_passed(make_sink):
+    sink = make_sink(buffer_size=1000, flush_interval=0.4)
+    sink.start()
+    put_at = time.monotonic()
+    sink.put([trade(1), trade(2)])
+    wait_until(lambda: RawTrade.objects.count() == 2, timeout=5, message="the interval flush")
+    assert 0.4 <= time.monotonic() - put_at < 3
+
+
+def test_stop_writes_everything_that_was_put(make_sink):
+    sink = make_sink(buffer_size=1000, flush_interval=60)
+    sink.start()
+    sink.put([trade(n) for n in range(50)] + [ticker(n) for n in range(5)])
+    sink.stop(timeout=10)
+
+    assert RawTrade.objects.count() == 50
+    assert MarketData.objects.count() == 5
+    assert sink.stats()["pending_rows"] == 0
+    assert spill_file_names(sink) == []
+
+
+def test_a_bad_point_is_counted_and_the_points_around_it_are_stored(make_sink, caplog):
+    sink = make_sink()
+    sink.start()
+    naive = MarketDataPoint("okx", "BTC-USDT", datetime(2024, 1, 1), DataType.TICKER, {})
+    huge = trade(5, price=Decimal("1e12"))
+    sink.put([trade(1), trade(2, price=27000.5), trade(3), naive, None, huge, trade(4)])
+    assert sink.flush(timeout=10)
+
+    assert sorted(RawTrade.objects.values_list("trade_id", flat=True)) == ["1", "3", "4"]
+    assert MarketData.objects.count() == 0
+    stats = sink.stats()
+    assert stats["rows_received"] == 7
+    assert stats["rows_rejected"] == 4
+    assert stats_add_up(stats)
+    assert "cannot be stored" in caplog.text
+
+
+def test_a_row_the_database_refuses_is_dropped_alone_and_its_batch_is_stored(make_sink):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE raw_trades ADD CONSTRAINT no_666 CHECK (trade_id <> '666')")
+    try:
+        sink = make_sink()
+        sink.start()
+        sink.put([trade(n) for n in range(660, 670)] + [ticker(1)])
+        assert sink.flush(timeout=10)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE raw_trades DROP CONSTRAINT no_666")
+
+    stored = sorted(RawTrade.objects.values_list("trade_id", flat=True))
+    assert stored == [str(n) for n in range(660, 670) if n != 666]
+    assert MarketData.objects.count() == 1
+    stats = sink.stats()
+    assert (stats["trades_inserted"], stats["duplicates_ignored"]) == (9, 0)
+    assert stats["rows_rejected"] == 1
+    assert stats["batches"] == 1
+    assert stats_add_up(stats)
+
+
+def test_on_commit_gets_the_committed_points_and_the_commit_time(make_sink):
+    committed = []
+    sink = make_sink(on_commit=lambda points, at: committed.append((points, at)))
+    sink.start()
+    before = time.time()
+    sink.put([trade(1), ticker(2)])
+    assert sink.flush(timeout=10)
+
+    [(points, at)] = committed
+    assert before <= at <= time.time()
+    assert points[0] == trade(1)
+    assert points[1].data_type is DataType.TICKER
+    assert points[1].timestamp == ticker(2).timestamp
+    assert points[1].data["last"] == "27123.5"
+
+
+def test_it_keeps_every_trade_through_a_ten_second_outage_spilling_to_disk(
+    make_sink, database, proxy, caplog
+):
+    caplog.set_level(logging.INFO, logger="collectors.storage.sink")
+    limit = 1000
+    sink = make_sink(
+        name="outage",
+        buffer_size=100,
+        flush_interval=0.05,
+        max_memory_rows=limit,
+        database={**database, "HOST": "127.0.0.1", "PORT": str(proxy.port)},
+    )
+    sink.start()
+    trades_put, tickers_put = [], []
+    streaming = threading.Event()
+    streaming.set()
+
+    def stream() -> None:
+        n = 0
+        while streaming.is_set():
+            points = [trade(n + i) for i in range(10)] + [ticker(n)]
+            sink.put(points)
+            trades_put.extend(range(n, n + 10))
+            tickers_put.append(n)
+            n += 10
+            time.sleep(0.01)  # a steady feed of about 1,000 trades a second
+
+    producer = threading.Thread(target=stream)
+    producer.start()
+    try:
+        wait_until(lambda: sink.stats()["trades_inserted"] > 500, timeout=10, message="writes")
+        proxy.cut()
+        cut_at = time.monotonic()
+        peak_memory, saw_outage = 0, False
+        while time.monotonic() - cut_at < 10:
+            stats = sink.stats()
+            peak_memory = max(peak_memory, stats["memory_rows"])
+            saw_outage = saw_outage or not stats["database_ok"]
+            time.sleep(0.05)
+        spilled_during_outage = sink.stats()["spilled_rows"]
+        proxy.restore()
+        wait_until(lambda: sink.stats()["database_ok"], timeout=10, message="reconnection")
+    finally:
+        streaming.clear()
+        producer.join()
+    assert sink.flush(timeout=30)
+
+    stored = list(RawTrade.objects.values_list("trade_id", flat=True))
+    assert len(stored) == len(trades_put)
+    assert set(stored) == {str(n) for n in trades_put}
+    sequences = [row["seq"] for row in MarketData.objects.values_list("data", flat=True)]
+    assert sorted(sequences) == tickers_put  # market data has no unique key: none written twice
+    stats = sink.stats()
+    assert saw_outage
+    assert spilled_during_outage > 0
+    assert peak_memory <= limit + 11  # one put() may land before the spill
+    assert stats["write_failures"] > 0
+    assert stats["pending_rows"] == stats["spill_files"] == 0
+    assert stats_add_up(stats)
+    assert spill_file_names(sink) == []
+    outage_logs = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(outage_logs) == 1
+    assert PASSWORD not in caplog.text
+    assert PASSWORD not in stats["last_error"]
+
+
+def test_put_never_waits_while_the_database_does_not_answer(make_sink, database, proxy):
+    sink = make_sink(
+        name="blackhole",
+        flush_interval=0.05,
+        database={
+            **database,
+            "HOST": "127.0.0.1",
+            "PORT": str(proxy.port),
+            "OPTIONS": {"connect_timeout": 2},
+        },
+    )
+    sink.start()
+    sink.put([trade(0)])
+    assert sink.flush(timeout=10)
+
+    proxy.cut(blackhole=True)
+    slowest = 0.0
+    for n in range(1, 201):
+        started = time.monotonic()
+        sink.put([trade(n)])
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.01)
+    assert not sink.flush(timeout=0.2)
+    proxy.restore()
+    assert sink.flush(timeout=20)
+
+    assert RawTrade.objects.count() == 201
+    assert slowest < 0.5  # the writer meanwhile hangs in 2 s connection attempts
+    stats = sink.stats()
+    assert stats["spilled_rows"] == 0
+    assert stats["last_error"]
+    assert stats["database_ok"] is True
+
+
+def test_spill_files_left_by_a_previous_process_are_replayed_on_start(make_sink, database, proxy):
+    away = {**database, "HOST": "127.0.0.1", "PORT": str(proxy.port)}
+    proxy.cut()
+    previous = make_sink(name="replay", database=away)
+    previous.start()
+    previous.put([trade(n) for n in range(300)] + [ticker(n) for n in range(20)])
+    previous.stop(timeout=1)
+    assert previous.stats()["spilled_rows"] == 320
+    assert RawTrade.objects.count() == 0
+    # And a file a crash cut short: its whole lines are rows never stored anywhere else.
+    rows = [point_to_row(trade(n)) for n in (900, 901)]
+    crashed = previous.spill_dir / f"{10**6:020d}-{10**6 + 2:020d}-dead.jsonl.tmp"
+    crashed.write_bytes(b"\n".join(map(orjson.dumps, rows)) + b'\n["okx", "BTC-U')
+
+    sink = make_sink(name="replay")
+    sink.start()
+    assert sink.stats()["rows_recovered"] == 323
+    assert sink.flush(timeout=10)
+    wait_until(lambda: sink.stats()["pending_rows"] == 0, timeout=10, message="the replay")
+
+    assert RawTrade.objects.count() == 302
+    assert MarketData.objects.count() == 20
+    assert spill_file_names(sink) == []
+    stats = sink.stats()
+    assert stats["rows_rejected"] == 1
+    assert stats_add_up(stats)
+
+
+def test_points_put_after_stop_are_spilled_for_the_next_sink(make_sink):
+    late = make_sink(name="late")
+    late.start()
+    late.stop()
+    late.put([trade(1), ticker(2)])
+    assert late.stats()["spilled_rows"] == 2
+    assert RawTrade.objects.count() == 0
+
+    sink = make_sink(name="late")
+    sink.start()
+    wait_until(lambda: RawTrade.objects.count() == 1, timeout=10, message="the replay")
+    assert MarketData.objects.count() == 1
+    assert spill_file_names(sink) == []
+
+
+def test_two_live_sinks_never_share_spill_files(make_sink):
+    first = make_sink(name="shared")
+    first.start()
+    second = make_sink(name="shared")
+    with pytest.raises(SpillDirectoryBusy):
+        second.start()
+    first.stop()
+    make_sink(name="shared").start()
+
+
+def test_the_sqlite_path_stores_trades_once_and_market_data(make_sink, tmp_path):
+    entry = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "embedded.sqlite3")}
+    wrapper = ConnectionHandler({"default": entry})["default"]
+    with wrapper.schema_editor() as editor:
+        editor.create_model(RawTrade)
+        editor.create_model(MarketData)
+    wrapper.close()
+
+    sink = make_sink(name="embedded", database=entry)
+    sink.start()
+    sink.put([trade(1), trade(1), trade(2, raw=False), ticker(3)])
+    assert sink.flush(timeout=10)
+    sink.put([trade(2)])
+    assert sink.flush(timeout=10)
+
+    with sqlite3.connect(entry["NAME"]) as db:
+        trades = db.execute(
+            "SELECT trade_id, CAST(price AS TEXT), side, timestamp, raw_data, created_at"
+            " FROM raw_trades ORDER BY trade_id"
+        ).fetchall()
+        market = db.execute("SELECT data_type, timestamp, data FROM market_data").fetchall()
+    assert [t[0] for t in trades] == ["1", "2"]
+    assert Decimal(trades[0][1]) == Decimal("27124.45678901")
+    assert trades[0][3] == "2024-03-01 12:00:00.124456"  # Django's SQLite datetime format
+    assert trades[0][4] == '{"tradeId":"1","px":"27124.45678901","tags":[1,{"a":null}]}'
+    assert trades[0][5] is not None
+    assert trades[1][4] is None
+    assert market == [
+        (
+            "ticker",
+            "2024-03-01 12:00:00.126456",
+            '{"seq":3,"last":"27123.5","bids":[["27123.4","2"]]}',
+        )
+    ]
+    stats = sink.stats()
+    assert (stats["trades_inserted"], stats["duplicates_ignored"]) == (2, 2)
+    assert stats_add_up(stats)
+
+
+def test_a_starting_collector_resumes_after_the_newest_recent_stored_trade(settings):
+    settings.COLLECTOR_BACKFILL_WINDOW = 600
+    now = datetime.now(UTC)
+    for trade_id, age in (("7", 700), ("8", 300), ("10", 60), ("9", 120)):
+        RawTrade.objects.create(
+            exchange="okx",
+            symbol="BTC-USDT",
+            trade_id=trade_id,
+            price=Decimal("1"),
+            size=Decimal("1"),
+            side="buy",
+            timestamp=now - timedelta(seconds=age),
+        )
+    trades = ExchangeCollectorConfig("okx", "BTC-USDT", [DataType.TRADE])
+
+    assert newest_stored_trade(trades) == "10"
+    assert newest_stored_trade(ExchangeCollectorConfig("okx", "ETH-USDT", [DataType.TRADE])) is None
+    assert (
+        newest_stored_trade(ExchangeCollectorConfig("okx", "BTC-USDT", [DataType.TICKER])) is None
+    )
+    RawTrade.objects.filter(trade_id__in=["8", "9", "10"]).delete()
+    assert newest_stored_trade(trades) is None  # 700 s old: outside the window
+    settings.COLLECTOR_BACKFILL_WINDOW = 0
+    RawTrade.objects.filter(trade_id="7").update(timestamp=now)
+    assert newest_stored_trade(trades) is None  # turned off
