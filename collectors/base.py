@@ -24,6 +24,7 @@ import websocket
 
 from collectors.exchanges.base import Endpoint, ExchangeAdapter, FrameError, Handled
 from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+from tcp_dashboard.logs.traces import FRAMES, POINTS, trace_frame, trace_points
 
 logger = logging.getLogger(__name__)
 
@@ -369,6 +370,8 @@ class Link:
             self.after_frame(handled)
 
     def handle(self, frame: str | bytes) -> Handled | None:
+        if FRAMES.isEnabledFor(logging.DEBUG):  # websocket_clients.verbose (docs/logging.md)
+            trace_frame(f"{self.collector.name} {self.endpoint.key}", frame)
         try:
             handled = self.session.handle(frame)
         except FrameError as error:
@@ -553,6 +556,8 @@ class BaseDataCollector:
 
     def deliver(self, points: list[MarketDataPoint]) -> None:
         self.last_data_time = time.time()
+        if POINTS.isEnabledFor(logging.DEBUG):  # data_collectors.verbose (docs/logging.md)
+            trace_points(self.name, points)
         if not self.config.store_raw_data:
             points = [without_raw(point) for point in points]
         callbacks = self._callbacks
