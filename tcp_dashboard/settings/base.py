@@ -7,6 +7,8 @@ database and a broker on the local file system, so it starts with no services.
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from tcp_dashboard.env import (
     database_from_url,
     env_bool,
@@ -258,3 +260,26 @@ COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=
 # if that one is at most this many seconds old (a failover, a restart); else it takes the
 # exchange's recent trades only.
 COLLECTOR_BACKFILL_WINDOW = env_number("COLLECTOR_BACKFILL_WINDOW", 900.0, minimum=0)
+
+# Backups (docs/backups.md). Encrypted with BACKUP_ENCRYPTION_KEY, which is read from the
+# environment when needed and never kept in settings; BACKUP_OLD_KEYS still decrypt.
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+# Rotation: the newest backup of each of the last N days, ISO weeks and months that have one.
+BACKUP_KEEP_DAILY = env_number("BACKUP_KEEP_DAILY", 7, cast=int)
+BACKUP_KEEP_WEEKLY = env_number("BACKUP_KEEP_WEEKLY", 4, cast=int)
+BACKUP_KEEP_MONTHLY = env_number("BACKUP_KEEP_MONTHLY", 12, cast=int)
+# Health is unhealthy with no verified backup for this long, or no passed restore drill
+# for BACKUP_DRILL_MAX_AGE_HOURS (0: drills are not required).
+BACKUP_MAX_AGE_HOURS = env_number("BACKUP_MAX_AGE_HOURS", 48.0, minimum=1)
+BACKUP_DRILL_MAX_AGE_HOURS = env_number("BACKUP_DRILL_MAX_AGE_HOURS", 192.0)
+# pg_dump's gzip level for its custom format (0: none, 9: smallest and slowest).
+BACKUP_COMPRESSION = env_number("BACKUP_COMPRESSION", 6, cast=int)
+# Where pg_dump, pg_restore and psql are (empty: on PATH); they must be at least the
+# server's major version.
+BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR", "")
+# Hard time limit of the backup and restore-drill tasks, in seconds.
+BACKUP_TIME_LIMIT = env_number("BACKUP_TIME_LIMIT", 6 * 3600, minimum=60, cast=int)
+# Rows per table the restore drill compares between the restored copy and the live tables.
+BACKUP_DRILL_SAMPLE_ROWS = env_number("BACKUP_DRILL_SAMPLE_ROWS", 200, cast=int)
+if BACKUP_COMPRESSION > 9:
+    raise ImproperlyConfigured(f"BACKUP_COMPRESSION must be 0 to 9, not {BACKUP_COMPRESSION}")
