@@ -44,7 +44,6 @@ def rollup_candles(
 
 @shared_task(
     name="marketdata.backup",
-    queue="default",
     time_limit=settings.BACKUP_TIME_LIMIT,
     soft_time_limit=settings.BACKUP_TIME_LIMIT - 60,
     # Taken off the queue when it starts: a backup longer than the broker's visibility
@@ -59,7 +58,6 @@ def backup() -> dict:
 
 @shared_task(
     name="marketdata.restore_drill",
-    queue="default",
     time_limit=settings.BACKUP_TIME_LIMIT,
     soft_time_limit=settings.BACKUP_TIME_LIMIT - 60,
     acks_late=False,

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from psycopg import sql
 
@@ -60,7 +61,10 @@ def run_backup(*, directory: Path | None = None, now: datetime | None = None) ->
     except Exception as error:
         message = describe(error)
         logger.error("backups: the backup failed: %s", message)
-        Backup.objects.create(created_at=started, error=message)
+        try:
+            Backup.objects.create(created_at=started, error=message)
+        except DatabaseError as unrecorded:
+            logger.error("backups: the failure could not be recorded: %s", unrecorded)
         raise BackupError(message) from error
     manifest = result.manifest
     record = Backup.objects.create(

@@ -106,7 +106,6 @@ def read_options(path: str | None, environ=os.environ) -> LogOptions:
     return validated(merged)
 
 
-
 def read_json(path: str) -> Any:
     try:
         return json.loads(Path(path).read_text())
@@ -186,7 +185,6 @@ def validated(merged: dict) -> LogOptions:
             for name in COMPONENTS
         },
     )
-
 
 
 def check_level(where: str, value: Any) -> str:

@@ -136,21 +136,27 @@ def clean_log_directory(directory: Path, keep: int, current: Path | None = None)
                 files.append((path.stat().st_mtime, path, found))
     files.sort(key=lambda item: (item[0], item[1].name), reverse=True)
     newest_of: dict[tuple[str, str], str] = {}
-    for _, path, found in files:
+    for _, _, found in files:
         key = (found["host"], found["pid"])
         newest_of[key] = max(newest_of.get(key, ""), found["stamp"])
-    here, now = host_name(), datetime.now(UTC).timestamp()
     removed = []
     for mtime, path, found in files[keep:]:
-        key = (found["host"], found["pid"])
-        if path == current or newest_of[key] == found["stamp"] and (
-            process_alive(int(found["pid"])) if found["host"] == here else now - mtime < RECENT_SECONDS
-        ):
+        if path == current or still_written(found, mtime, newest_of):
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             removed.append(path)
     return removed
+
+
+def still_written(found: re.Match, mtime: float, newest_of: dict) -> bool:
+    """Is this the newest file of a process that may still be running? Processes of this
+    host are asked; another host's (a shared volume) are trusted for a day."""
+    if newest_of[found["host"], found["pid"]] != found["stamp"]:
+        return False
+    if found["host"] == host_name():
+        return process_alive(int(found["pid"]))
+    return datetime.now(UTC).timestamp() - mtime < RECENT_SECONDS
 
 
 class JsonFormatter(logging.Formatter):

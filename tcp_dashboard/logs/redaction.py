@@ -20,7 +20,9 @@ from urllib.parse import quote, unquote
 
 MASK = "***"
 
-URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^\s/?#@'\"<>]+)@")
+URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^\s/?#@'\"<>]+)@"
+)
 AUTHORIZATION = re.compile(
     r"(?P<name>(?<![\w-])[\w-]*(?:authorization|cookie))(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
     r"(?P<value>(?:(?:token|bearer|basic|digest)\s+)?[^\s\"',;]+)",

@@ -71,7 +71,9 @@ def trace_frame(source: str, frame: str | bytes) -> None:
     if skipped is None:
         return
     text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-    FRAMES.debug("%s frame, %d bytes%s: %s", source, len(frame), skipped_note(skipped), excerpt(text))
+    FRAMES.debug(
+        "%s frame, %d bytes%s: %s", source, len(frame), skipped_note(skipped), excerpt(text)
+    )
 
 
 def trace_points(source: str, points: list) -> None:

@@ -7,6 +7,7 @@ from django.db import connection
 
 from marketdata.backups.encryption import Keys, generate_key
 from marketdata.backups.postgres import Database, create_database, drop_database
+from marketdata.models import RawTrade
 from tests.collectors.conftest import simulator, sink  # noqa: F401 - fixtures used here too
 
 _scratch_numbers = itertools.count()
@@ -53,3 +54,26 @@ def table_names(database: Database) -> list[str]:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
         ).fetchall()
     return [row[0] for row in rows]
+
+
+@pytest.fixture
+def some_trades():
+    RawTrade.objects.bulk_create(
+        RawTrade(
+            exchange="okx",
+            symbol="BTC-USDT",
+            trade_id=str(n),
+            price=f"{60000 + n}.12345678",
+            size="0.001",
+            side="buy" if n % 2 else "sell",
+            timestamp=f"2024-05-01T00:00:{n % 60:02d}.{n:03d}Z",
+            raw_data={"tradeId": str(n), "passphrase": "in-json"},
+        )
+        for n in range(300)
+    )
+
+
+def tamper_one_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))

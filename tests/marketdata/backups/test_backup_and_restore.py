@@ -24,7 +24,8 @@ from marketdata.backups.restore import restore_backup, run_restore, verification
 from marketdata.models import MarketData, RawTrade
 from tests.collectors.conftest import make_config, run
 from tests.conftest import ROOT, service_env, wait_until
-from tests.marketdata.backups.conftest import table_names
+from tests.marketdata.backups.conftest import table_names, tamper_one_byte
+from tests.test_settings import bare_env, run_manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,23 +34,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def backup(live, keys, backup_dir, some_trades):
     # Small chunks, so that the dump of the test database spans several.
     return create_backup(directory=backup_dir, database=live, keys=keys, chunk_size=8192)
-
-
-@pytest.fixture
-def some_trades():
-    RawTrade.objects.bulk_create(
-        RawTrade(
-            exchange="okx",
-            symbol="BTC-USDT",
-            trade_id=str(n),
-            price=f"{60000 + n}.12345678",
-            size="0.001",
-            side="buy" if n % 2 else "sell",
-            timestamp=f"2024-05-01T00:00:{n % 60:02d}.{n:03d}Z",
-            raw_data={"tradeId": str(n), "passphrase": "in-json"},
-        )
-        for n in range(300)
-    )
 
 
 def stats_of(database: Database) -> dict:
@@ -116,10 +100,8 @@ def test_the_key_is_written_nowhere_and_the_files_are_private(backup, backup_key
     assert b"in-json" not in backup.path.read_bytes()  # the data is encrypted too
 
 
-def tamper_one_byte(backup):
-    data = bytearray(backup.path.read_bytes())
-    data[len(data) // 2] ^= 0x40
-    backup.path.write_bytes(bytes(data))
+def tamper(backup):
+    tamper_one_byte(backup.path)
 
 
 def truncate(backup):
@@ -149,7 +131,7 @@ def remove_the_manifest(backup):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (tamper_one_byte, r"tampered or corrupt: chunk \d+ fails authentication"),
+        (tamper, r"tampered or corrupt: chunk \d+ fails authentication"),
         (truncate, "truncated: the file has"),
         (use_wrong_key, "wrong key: this backup was encrypted with key"),
         (use_no_key, "BACKUP_ENCRYPTION_KEY is not set"),
@@ -218,7 +200,7 @@ def restore_command(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_the_restore_command_exits_non_zero_with_the_reason(backup, backup_key, scratch_db):
-    tamper_one_byte(backup)
+    tamper_one_byte(backup.path)
     done = restore_command(str(backup.path), "--database", scratch_db.url)
     assert done.returncode == 1
     assert "tampered or corrupt" in done.stderr
@@ -256,9 +238,12 @@ def test_a_server_newer_than_the_client_tools_is_named_before_anything_runs():
         check_restore_tool("pg_restore (PostgreSQL) 15.20", "pg_dump (PostgreSQL) 17.0")
 
 
-def test_backups_of_the_embedded_sqlite_database_are_refused_with_the_reason():
+def test_backups_of_the_embedded_sqlite_database_are_refused_with_the_reason(tmp_path):
     with pytest.raises(BackupError, match="backups need PostgreSQL"):
         Database.from_url("sqlite:///var/tcp_dashboard.sqlite3")
+    done = run_manage(["backup_database"], bare_env(tmp_path, BACKUP_ENCRYPTION_KEY=generate_key()))
+    assert done.returncode == 1
+    assert "backups need PostgreSQL: DATABASE_URL is an SQLite file" in done.stderr
 
 
 def test_the_target_url_keeps_its_password_out_of_the_command_line():
