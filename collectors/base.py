@@ -24,6 +24,7 @@ import websocket
 
 from collectors.exchanges.base import Endpoint, ExchangeAdapter, FrameError, Handled
 from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+from tcp_dashboard.logs.redaction import redact
 from tcp_dashboard.logs.traces import FRAMES, POINTS, trace_frame, trace_points
 
 logger = logging.getLogger(__name__)
@@ -551,7 +552,7 @@ class BaseDataCollector:
         else:
             with self._lock:
                 self.callback_errors += 1
-        self.last_error = message[:500]
+        self.last_error = redact(message)[:500]  # it is shown in the API, admin and summaries
         logger.warning("%s: %s", self.name, self.last_error)
 
     def deliver(self, points: list[MarketDataPoint]) -> None:

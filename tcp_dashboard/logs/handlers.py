@@ -83,20 +83,19 @@ class ProcessFileHandler(logging.FileHandler):
     def _open(self):
         self.directory.mkdir(parents=True, exist_ok=True)
         stream = super()._open()
-        self.opened_day = datetime.now(UTC).date()
         if self.cleanup:
             clean_log_directory(self.directory, self.max_files, Path(self.baseFilename))
         return stream
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.stream is not None and self.should_start_new_file(record):
+        day = datetime.fromtimestamp(record.created, UTC).date()
+        if self.stream is not None and (
+            day != self.opened_day or (self.max_bytes and self.stream.tell() >= self.max_bytes)
+        ):
             self.start_new_file()
+        if self.stream is None:
+            self.opened_day = day
         super().emit(record)
-
-    def should_start_new_file(self, record: logging.LogRecord) -> bool:
-        if datetime.fromtimestamp(record.created, UTC).date() != self.opened_day:
-            return True
-        return bool(self.max_bytes) and self.stream.tell() >= self.max_bytes
 
     def start_new_file(self) -> None:
         """Close this file; the next record opens a new one (in this process's name)."""

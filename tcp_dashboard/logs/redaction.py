@@ -33,7 +33,8 @@ SECRET_FIELD = re.compile(
     r"|access[_-]?key|private[_-]?key|encryption[_-]?key|old[_-]?keys|signature|session[_-]?id"
     r"|sessionid|credential)[\w-]*|(?:[\w-]*[_-])?sign|pwd))"
     r"(?P<sep>[\"']?\s*[:=]\s*)"
-    r"(?P<value>\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[^\s,;&)}\]\"']+)",
+    r"(?P<value>\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?"
+    r"|[^\s,;&)}\]\"']+(?:,[^\s,;&)}\]\"'=:]+)*)",  # a,b,c: a list of keys is one value
     re.IGNORECASE,
 )
 BARE_TOKEN = re.compile(r"\b(?P<scheme>Token|Bearer)\s+[A-Za-z0-9._~+/=-]{16,}")

@@ -1,9 +1,10 @@
 """Django's error pages and error e-mails without secrets, with DEBUG on or off.
 
 Django hides settings whose names look secret, but not the password inside DATABASE_URL,
-REDIS_URL or the broker URL, nor frame variables (a connection's keyword arguments), nor
-sensitive POST fields while DEBUG is on. This filter redacts every value it shows, and
-the reporter redacts the finished page once more.
+REDIS_URL or the broker URL, nor frame variables (a `password` argument, a connection's
+keyword arguments), nor sensitive POST fields while DEBUG is on. This filter hides
+variables named like secrets and redacts every value it shows, and the reporter redacts
+the finished page once more.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class RedactingReporterFilter(SafeExceptionReporterFilter):
     def get_traceback_frame_variables(self, request, tb_frame):
         shown = []
         for name, value in super().get_traceback_frame_variables(request, tb_frame):
+            if self.hidden_settings.search(name):  # a `password` argument, an `api_key`
+                shown.append((name, Shown(self.cleansed_substitute)))
+                continue
             try:
                 text = pformat(value)
             except Exception as error:  # a broken __repr__ must not break the error page
