@@ -45,8 +45,10 @@ def test_the_file_changes_what_it_names_and_the_environment_wins_over_it(tmp_pat
     assert options.file_output is True  # not in the file: the spec's default
 
 
-def test_the_spec_example_itself_is_a_valid_file(tmp_path):
-    assert read_options(write(tmp_path, SPEC_DEFAULTS), {}) == read_options(None, {})
+def test_the_shipped_file_is_the_spec_example_and_gives_the_defaults():
+    path = ROOT / "config" / "logging.json"
+    assert json.loads(path.read_text()) == SPEC_DEFAULTS
+    assert read_options(str(path), {}) == read_options(None, {})
 
 
 def test_the_older_variable_names_still_work():
