@@ -79,20 +79,9 @@ class CandleAdmin(ReadOnlyAdmin):
     search_fields = ["=symbol"]
 
 
-class BackupRecordAdmin(admin.ModelAdmin):
+class BackupRecordAdmin(ReadOnlyAdmin):
     """Backups and restore drills are written by their jobs; the page title says how the
     newest stand (the same words as /api/v1/health/)."""
-
-    list_per_page = 100
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def changelist_view(self, request, extra_context=None):
         status = backup_status()

@@ -42,26 +42,23 @@ def rollup_candles(
     return {"now": now, "written": written}
 
 
-@shared_task(
-    name="marketdata.backup",
-    time_limit=settings.BACKUP_TIME_LIMIT,
-    soft_time_limit=settings.BACKUP_TIME_LIMIT - 60,
-    # Taken off the queue when it starts: a backup longer than the broker's visibility
-    # timeout must not be handed to a second worker. A lost run shows in health.
-    acks_late=False,
-)
+# Backups and drills run for long: acknowledged when they start, so that one longer than
+# the broker's visibility timeout is not handed to a second worker. A lost run shows in health.
+LONG_RUNNING = {
+    "time_limit": settings.BACKUP_TIME_LIMIT,
+    "soft_time_limit": settings.BACKUP_TIME_LIMIT - 60,
+    "acks_late": False,
+}
+
+
+@shared_task(name="marketdata.backup", **LONG_RUNNING)
 def backup() -> dict:
     """Back up the database into BACKUP_DIR, verify the file, rotate (docs/backups.md)."""
     record = run_backup()
     return {"file": record.file_name, "size": record.size, "rows": record.rows}
 
 
-@shared_task(
-    name="marketdata.restore_drill",
-    time_limit=settings.BACKUP_TIME_LIMIT,
-    soft_time_limit=settings.BACKUP_TIME_LIMIT - 60,
-    acks_late=False,
-)
+@shared_task(name="marketdata.restore_drill", **LONG_RUNNING)
 def restore_drill() -> dict:
     """Restore the newest backup into a scratch database and check it; fails if it failed."""
     drill = run_restore_drill()

@@ -258,8 +258,11 @@ def build_logging(
         # Django's own handlers would bypass the redaction filter: use the root's.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
-        # The simulators' server library logs every frame in full at DEBUG.
-        "websockets": {"level": "INFO" if options.level == "DEBUG" else options.level},
+        # The simulators' server library: a line per connection at INFO, every frame in
+        # full at DEBUG. Warnings and errors only.
+        "websockets": {
+            "level": options.level if options.level in ("ERROR", "CRITICAL") else "WARNING"
+        },
     }
     for name in COMPONENTS:
         component = options.component(name)

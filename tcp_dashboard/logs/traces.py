@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 
 from tcp_dashboard.logs.redaction import redact
@@ -31,26 +30,28 @@ def traces_per_second() -> float:
 
 
 class Budget:
-    """A token bucket per traced source: BURST lines, then `rate` a second."""
+    """A token bucket per traced source: BURST lines, then `rate` a second. Each source is
+    one thread (a connection, a collector), so its bucket needs no lock."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.sources: dict[str, list[float]] = {}  # name -> [tokens, last refill, skipped]
-        self.lock = threading.Lock()
 
     def take(self, source: str) -> int | None:
         """None when this line is skipped, else how many were skipped before it."""
         now = time.monotonic()
-        with self.lock:
+        state = self.sources.get(source)
+        if state is None:
             state = self.sources.setdefault(source, [BURST, now, 0])
-            state[0] = min(BURST, state[0] + (now - state[1]) * self.rate)
-            state[1] = now
-            if state[0] < 1:
-                state[2] += 1
-                return None
-            state[0] -= 1
-            skipped, state[2] = int(state[2]), 0
-            return skipped
+        tokens = min(BURST, state[0] + (now - state[1]) * self.rate)
+        state[1] = now
+        if tokens < 1:
+            state[0] = tokens
+            state[2] += 1
+            return None
+        state[0] = tokens - 1
+        skipped, state[2] = int(state[2]), 0
+        return skipped
 
 
 BUDGET = Budget(traces_per_second())

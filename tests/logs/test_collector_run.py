@@ -26,14 +26,6 @@ SECRETS = {
 }
 
 
-@pytest.fixture
-def simulator():
-    sim = OkxSimulator(seed=3, rate=40.0)
-    sim.start()
-    yield sim
-    sim.stop()
-
-
 def send_frame(simulator: OkxSimulator, frame: bytes) -> None:
     """Push one frame to every connected client (no fault echoes credentials, so this one
     stands for a frame that carries them)."""
