@@ -14,7 +14,6 @@ import html
 import logging
 import os
 import re
-import threading
 import time
 from urllib.parse import quote, unquote
 
@@ -85,20 +84,19 @@ def secrets_of(environ: dict[str, str], extra: list[str] = ()) -> list[str]:
 
 class KnownSecrets:
     """The secrets of this process as one pattern, refreshed every few seconds (tests and
-    the environment may change them)."""
+    the environment may change them). No lock: two threads may build it at once, to the
+    same result, and a signal handler that logs while it is built must not deadlock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._pattern: re.Pattern | None = None
         self._built = 0.0
 
     def pattern(self) -> re.Pattern | None:
         now = time.monotonic()
         if now - self._built > REFRESH_SECONDS:
-            with self._lock:
-                values = secrets_of(dict(os.environ), settings_secrets())
-                self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
-                self._built = now
+            values = secrets_of(dict(os.environ), settings_secrets())
+            self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
+            self._built = now
         return self._pattern
 
 

@@ -207,6 +207,15 @@ def test_the_restore_command_exits_non_zero_with_the_reason(backup, backup_key, 
     assert is_empty(scratch_db)
 
 
+def test_the_restore_command_checks_a_backup_without_restoring_it(backup, backup_key):
+    done = restore_command(str(backup.path), "--check-only")
+    assert done.returncode == 0, done.stderr
+    assert f"{backup.path.name}: sound; {backup.manifest['rows']} rows" in done.stdout
+    done = restore_command(str(backup.path))
+    assert done.returncode == 1
+    assert "--database URL is required" in done.stderr
+
+
 def test_the_restore_command_restores_and_says_what_it_checked(backup, backup_key, scratch_db):
     done = restore_command(str(backup.path), "--database", scratch_db.url)
     assert done.returncode == 0, done.stderr
