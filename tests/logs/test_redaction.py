@@ -1,10 +1,14 @@
 """Secrets are removed from text and from log records, whatever their form; the rest is kept."""
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
 from tcp_dashboard.logs.redaction import RedactSecrets, redact, secrets_of
+from tests.conftest import ROOT
+from tests.test_settings import bare_env
 
 
 @pytest.mark.parametrize(
@@ -106,3 +110,48 @@ def test_a_record_whose_arguments_do_not_fit_is_kept_without_them():
     record = logging.makeLogRecord({"msg": "%s and %s", "args": ("one",), "levelno": 20})
     assert RedactSecrets().filter(record) is True
     assert record.getMessage() == "'%s and %s' (with arguments that do not fit it)"
+
+
+SIGNALLED = """
+import logging, signal, time
+from tcp_dashboard.logs.redaction import KNOWN, RedactSecrets, redact
+
+class Kept(logging.Handler):
+    lines = []
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+handler = Kept()
+handler.addFilter(RedactSecrets())
+log = logging.getLogger("signalled")
+log.addHandler(handler)
+running = True
+
+def tick(*_):
+    log.warning("tick password=x")
+    if running:  # the next one after this one: never nested
+        signal.setitimer(signal.ITIMER_REAL, 0.0005)
+
+signal.signal(signal.SIGALRM, tick)
+signal.setitimer(signal.ITIMER_REAL, 0.0005)
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    KNOWN._built = 0.0  # rebuild the secrets pattern every time
+    redact("x")
+running = False
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(len(handler.lines) > 100, set(handler.lines))
+"""
+
+
+def test_a_signal_handler_that_logs_while_the_secrets_are_gathered_does_not_hang(tmp_path):
+    # Celery beat logs from its SIGTERM handler; a lock around the gathering hung it.
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED],
+        cwd=ROOT,
+        env=bare_env(tmp_path, SOME_API_KEY="a-secret-value-123"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout == "True {'tick password=***'}\n", done.stderr[-2000:]
