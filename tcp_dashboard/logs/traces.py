@@ -11,22 +11,15 @@ The collectors call in only when the logger is enabled, so tracing off costs one
 from __future__ import annotations
 
 import logging
-import os
 import time
 
+from tcp_dashboard.env import env_number
 from tcp_dashboard.logs.redaction import redact
 
 FRAMES = logging.getLogger("websocket_clients.frames")
 POINTS = logging.getLogger("data_collectors.points")
 EXCERPT = 300
 BURST = 20.0
-
-
-def traces_per_second() -> float:
-    try:
-        return max(0.0, float(os.environ.get("LOG_TRACE_PER_SECOND", "2")))
-    except ValueError:
-        return 2.0
 
 
 class Budget:
@@ -37,9 +30,9 @@ class Budget:
         self.rate = rate
         self.sources: dict[str, list[float]] = {}  # name -> [tokens, last refill, skipped]
 
-    def take(self, source: str) -> int | None:
+    def take(self, source: str, now: float | None = None) -> int | None:
         """None when this line is skipped, else how many were skipped before it."""
-        now = time.monotonic()
+        now = time.monotonic() if now is None else now
         state = self.sources.get(source)
         if state is None:
             state = self.sources.setdefault(source, [BURST, now, 0])
@@ -54,7 +47,7 @@ class Budget:
         return skipped
 
 
-BUDGET = Budget(traces_per_second())
+BUDGET = Budget(env_number("LOG_TRACE_PER_SECOND", 0.2))
 
 
 def excerpt(text: str) -> str:
