@@ -278,7 +278,7 @@ BACKUP_COMPRESSION = env_number("BACKUP_COMPRESSION", 6, cast=int)
 # server's major version.
 BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR", "")
 # Hard time limit of the backup and restore-drill tasks, in seconds.
-BACKUP_TIME_LIMIT = env_number("BACKUP_TIME_LIMIT", 6 * 3600, minimum=60, cast=int)
+BACKUP_TIME_LIMIT = env_number("BACKUP_TIME_LIMIT", 6 * 3600, minimum=120, cast=int)
 # Rows per table the restore drill compares between the restored copy and the live tables.
 BACKUP_DRILL_SAMPLE_ROWS = env_number("BACKUP_DRILL_SAMPLE_ROWS", 200, cast=int)
 if BACKUP_COMPRESSION > 9:
