@@ -23,6 +23,8 @@ from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, Link, LinkStats
 from collectors.times import utc_text
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
 from collectors.types import DataType, ExchangeCollectorConfig, MarketDataPoint
+from tcp_dashboard.logs.redaction import redact
+from tcp_dashboard.logs.traces import POINTS, trace_points
 
 logger = logging.getLogger(__name__)
 
@@ -209,11 +211,13 @@ class BaseDataCollector:
         else:
             with self._lock:
                 self.callback_errors += 1
-        self.last_error = message[:500]
+        self.last_error = redact(message)[:500]  # it is shown in the API, admin and summaries
         logger.warning("%s: %s", self.name, self.last_error)
 
     def deliver(self, points: list[MarketDataPoint]) -> None:
         self.last_data_time = time.time()
+        if POINTS.isEnabledFor(logging.DEBUG):  # data_collectors.verbose (docs/logging.md)
+            trace_points(self.name, points)
         if not self.config.store_raw_data:
             points = [without_raw(point) for point in points]
         callbacks = self._callbacks

@@ -16,6 +16,7 @@ import websocket
 
 from collectors.exchanges.base import Endpoint, FrameError, Handled
 from collectors.frames import CLOSE, PING, PONG, open_socket
+from tcp_dashboard.logs.traces import FRAMES, trace_frame
 
 if TYPE_CHECKING:
     from collectors.collector import BaseDataCollector
@@ -240,6 +241,8 @@ class Link:
             self.after_frame(handled)
 
     def handle(self, frame: str | bytes) -> Handled | None:
+        if FRAMES.isEnabledFor(logging.DEBUG):  # websocket_clients.verbose (docs/logging.md)
+            trace_frame(f"{self.collector.name} {self.endpoint.key}", frame)
         try:
             handled = self.session.handle(frame)
         except FrameError as error:

@@ -3,9 +3,11 @@
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
+from django.utils import timezone
 from django.utils.functional import cached_property
 
-from marketdata.models import Candle, MarketData, RawTrade
+from marketdata.backups.status import age, backup_status
+from marketdata.models import Backup, Candle, MarketData, RawTrade, RestoreDrill
 
 
 class EstimatedCountPaginator(Paginator):
@@ -75,3 +77,51 @@ class CandleAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["exchange", "timeframe", "is_final"]
     search_fields = ["=symbol"]
+
+
+class BackupRecordAdmin(ReadOnlyAdmin):
+    """Backups and restore drills are written by their jobs; the page title says how the
+    newest stand (the same words as /api/v1/health/)."""
+
+    def changelist_view(self, request, extra_context=None):
+        status = backup_status()
+        title = f"{self.model._meta.verbose_name_plural.capitalize()}: {status.detail}"
+        return super().changelist_view(request, {**(extra_context or {}), "title": title})
+
+    @admin.display(description="age")
+    def age(self, obj) -> str:
+        return age(getattr(obj, self.time_field), timezone.now())
+
+
+@admin.register(Backup)
+class BackupAdmin(BackupRecordAdmin):
+    time_field = "created_at"
+    list_display = [
+        "created_at",
+        "age",
+        "file_name",
+        "size",
+        "rows",
+        "verified",
+        "removed_at",
+        "error",
+    ]
+    list_filter = ["verified"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(RestoreDrill)
+class RestoreDrillAdmin(BackupRecordAdmin):
+    time_field = "started_at"
+    list_display = [
+        "started_at",
+        "age",
+        "ok",
+        "backup_file",
+        "rows",
+        "sampled_rows",
+        "seconds",
+        "detail",
+    ]
+    list_filter = ["ok"]
+    date_hierarchy = "started_at"

@@ -104,3 +104,52 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.exchange} {self.symbol} {self.timeframe} {self.timestamp.isoformat()}"
+
+
+class Backup(models.Model):
+    """One run of the backup job: the file it wrote, or why it failed (docs/backups.md)."""
+
+    created_at = models.DateTimeField(help_text="The moment of the database the dump holds.")
+    file_name = models.CharField(max_length=255, blank=True)
+    size = models.BigIntegerField(null=True, help_text="Bytes of the encrypted file.")
+    sha256 = models.CharField(max_length=64, blank=True)
+    tables = models.PositiveIntegerField(default=0)
+    rows = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    verified = models.BooleanField(
+        default=False, help_text="Read back, decrypted and checked against its manifest."
+    )
+    error = models.TextField(blank=True)
+    removed_at = models.DateTimeField(null=True, help_text="When rotation deleted the file.")
+
+    class Meta:
+        db_table = "backups"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["verified", "created_at"], name="backups_verified_idx")]
+
+    def __str__(self) -> str:
+        return self.file_name or f"failed backup {self.created_at.isoformat()}"
+
+
+class RestoreDrill(models.Model):
+    """One restore drill: the newest backup restored into a scratch database and checked."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    backup_file = models.CharField(max_length=255, blank=True)
+    backup_created_at = models.DateTimeField(null=True)
+    ok = models.BooleanField(default=False)
+    tables = models.PositiveIntegerField(default=0)
+    rows = models.BigIntegerField(default=0)
+    sampled_rows = models.PositiveIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    detail = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "restore_drills"
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["ok", "started_at"], name="restore_drills_ok_idx")]
+
+    def __str__(self) -> str:
+        outcome = "passed" if self.ok else "failed"
+        return f"restore drill {self.started_at.isoformat()} {outcome}"

@@ -4,8 +4,11 @@ import socket
 from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import connection
 
+from marketdata.backups.encryption import BackupError
+from marketdata.backups.jobs import run_backup, run_restore_drill
 from marketdata.rollups import rollup_recent_candles
 from marketdata.times import parse_time
 
@@ -37,3 +40,28 @@ def rollup_candles(
         symbol=symbol,
     )
     return {"now": now, "written": written}
+
+
+# Backups and drills run for long: acknowledged when they start, so that one longer than
+# the broker's visibility timeout is not handed to a second worker. A lost run shows in health.
+LONG_RUNNING = {
+    "time_limit": settings.BACKUP_TIME_LIMIT,
+    "soft_time_limit": settings.BACKUP_TIME_LIMIT - 60,
+    "acks_late": False,
+}
+
+
+@shared_task(name="marketdata.backup", **LONG_RUNNING)
+def backup() -> dict:
+    """Back up the database into BACKUP_DIR, verify the file, rotate (docs/backups.md)."""
+    record = run_backup()
+    return {"file": record.file_name, "size": record.size, "rows": record.rows}
+
+
+@shared_task(name="marketdata.restore_drill", **LONG_RUNNING)
+def restore_drill() -> dict:
+    """Restore the newest backup into a scratch database and check it; fails if it failed."""
+    drill = run_restore_drill()
+    if not drill.ok:
+        raise BackupError(drill.detail)
+    return {"backup": drill.backup_file, "rows": drill.rows, "sampled_rows": drill.sampled_rows}

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import setup_logging, worker_process_init, worker_ready
 
 from tcp_dashboard.runtime import freeze_startup_objects
 
@@ -26,3 +26,13 @@ def _freeze_worker(**kwargs) -> None:
 def _freeze_pool_process(**kwargs) -> None:
     """The same in each forked pool process."""
     freeze_startup_objects()
+
+
+@setup_logging.connect
+def _use_django_logging(**kwargs) -> None:
+    """Workers, beat and Flower log through Django's LOGGING (redaction, their own files,
+    docs/logging.md) instead of Celery's handlers; `--loglevel` gives way to LOG_LEVEL."""
+    from django.conf import settings
+    from django.utils.log import configure_logging
+
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)

@@ -115,11 +115,27 @@ def check_collectors() -> Check:
     return Check(True, f"{len(expected)} of {len(expected)} healthy")
 
 
+def check_backups() -> Check:
+    """A verified backup within BACKUP_MAX_AGE_HOURS and a passing restore drill
+    (marketdata/backups/status.py); a fresh install gets that long for its first."""
+    if connection.vendor != "postgresql":
+        return Check(True, "not checked: backups need PostgreSQL (embedded SQLite mode)")
+    from marketdata.backups.status import backup_status
+
+    try:
+        status = backup_status()
+    except DatabaseError as error:
+        logger.warning("health: backup check failed: %s", error)
+        return Check(False, "backup records cannot be read")
+    return Check(status.ok, status.detail)
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "collectors": check_collectors,
+    "backups": check_backups,
 }
 
 

@@ -7,6 +7,8 @@ database and a broker on the local file system, so it starts with no services.
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from tcp_dashboard.env import (
     database_from_url,
     env_bool,
@@ -14,6 +16,9 @@ from tcp_dashboard.env import (
     env_number,
     env_str,
 )
+from tcp_dashboard.logs.config import build_logging
+from tcp_dashboard.logs.config import read_options as read_log_options
+from tcp_dashboard.logs.handlers import process_role
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -157,38 +162,20 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
-# Logging, after the spec's logging configuration: level, detailed format, console
-# output, and optional daily files kept for LOG_MAX_FILES days in LOG_DIR.
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOG_DIR = env_str("LOG_DIR", "")
-LOG_MAX_FILES = env_number("LOG_MAX_FILES", 30, minimum=1, cast=int)
-_handlers = {"console": {"class": "logging.StreamHandler", "formatter": "detailed"}}
-if LOG_DIR:
-    Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
-    _handlers["file"] = {
-        "class": "logging.handlers.TimedRotatingFileHandler",
-        "filename": str(Path(LOG_DIR) / "tcp_dashboard.log"),
-        "when": "midnight",
-        "utc": True,
-        "backupCount": LOG_MAX_FILES,
-        "formatter": "detailed",
-    }
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "detailed": {
-            "format": "%(asctime)s %(levelname)s %(name)s [%(process)d:%(threadName)s] %(message)s"
-        },
-    },
-    "handlers": _handlers,
-    "root": {"handlers": list(_handlers), "level": LOG_LEVEL},
-    "loggers": {
-        "collectors": {"level": env_str("COLLECTORS_LOG_LEVEL", LOG_LEVEL).upper()},
-        "websocket": {"level": env_str("WEBSOCKET_LOG_LEVEL", "WARNING").upper()},
-        "websockets": {"level": env_str("WEBSOCKET_LOG_LEVEL", "WARNING").upper()},
-    },
-}
+# Logging: the spec's logging configuration (docs/logging.md). Its example is the default;
+# LOGGING_CONFIG_FILE names a JSON file in the same shape, and LOG_* variables override it.
+# Every handler redacts secrets; each process writes its own files under VAR_DIR/logs.
+LOGGING_CONFIG_FILE = env_str("LOGGING_CONFIG_FILE", "")
+LOG_OPTIONS = read_log_options(LOGGING_CONFIG_FILE)
+LOGGING = build_logging(
+    LOG_OPTIONS,
+    var_dir=VAR_DIR,
+    role=process_role(),
+    max_file_mb=env_number("LOG_MAX_FILE_MB", 100.0, minimum=0),
+)
+# Error pages and error e-mails redact URLs with credentials and every known secret.
+DEFAULT_EXCEPTION_REPORTER = "tcp_dashboard.logs.reporter.RedactingExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tcp_dashboard.logs.reporter.RedactingReporterFilter"
 
 # The API (/api/v1/). Reads need a signed-in user unless API_PUBLIC_READ; control needs
 # staff. Tokens for API clients (create them in the admin or with `manage.py
@@ -273,3 +260,26 @@ COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=
 # if that one is at most this many seconds old (a failover, a restart); else it takes the
 # exchange's recent trades only.
 COLLECTOR_BACKFILL_WINDOW = env_number("COLLECTOR_BACKFILL_WINDOW", 900.0, minimum=0)
+
+# Backups (docs/backups.md). Encrypted with BACKUP_ENCRYPTION_KEY, which is read from the
+# environment when needed and never kept in settings; BACKUP_OLD_KEYS still decrypt.
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(VAR_DIR / "backups")))
+# Rotation: the newest backup of each of the last N days, ISO weeks and months that have one.
+BACKUP_KEEP_DAILY = env_number("BACKUP_KEEP_DAILY", 7, cast=int)
+BACKUP_KEEP_WEEKLY = env_number("BACKUP_KEEP_WEEKLY", 4, cast=int)
+BACKUP_KEEP_MONTHLY = env_number("BACKUP_KEEP_MONTHLY", 12, cast=int)
+# Health is unhealthy with no verified backup for this long, or no passed restore drill
+# for BACKUP_DRILL_MAX_AGE_HOURS (0: drills are not required).
+BACKUP_MAX_AGE_HOURS = env_number("BACKUP_MAX_AGE_HOURS", 48.0, minimum=1)
+BACKUP_DRILL_MAX_AGE_HOURS = env_number("BACKUP_DRILL_MAX_AGE_HOURS", 192.0)
+# pg_dump's gzip level for its custom format (0: none, 9: smallest and slowest).
+BACKUP_COMPRESSION = env_number("BACKUP_COMPRESSION", 6, cast=int)
+# Where pg_dump, pg_restore and psql are (empty: on PATH); they must be at least the
+# server's major version.
+BACKUP_PG_BIN_DIR = env_str("BACKUP_PG_BIN_DIR", "")
+# Hard time limit of the backup and restore-drill tasks, in seconds.
+BACKUP_TIME_LIMIT = env_number("BACKUP_TIME_LIMIT", 6 * 3600, minimum=120, cast=int)
+# Rows per table the restore drill compares between the restored copy and the live tables.
+BACKUP_DRILL_SAMPLE_ROWS = env_number("BACKUP_DRILL_SAMPLE_ROWS", 200, cast=int)
+if BACKUP_COMPRESSION > 9:
+    raise ImproperlyConfigured(f"BACKUP_COMPRESSION must be 0 to 9, not {BACKUP_COMPRESSION}")

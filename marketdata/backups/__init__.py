@@ -1,0 +1,1 @@
+"""Encrypted, verified, rotated database backups and the restore drill (docs/backups.md)."""

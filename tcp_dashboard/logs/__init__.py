@@ -1,0 +1,1 @@
+"""Logging: the spec's configuration, per-process files, redaction of secrets, traces."""
