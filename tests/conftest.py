@@ -1,5 +1,6 @@
-"""Shared fixtures: a real Celery worker process, Redis, and a staff user."""
+"""Shared fixtures: a real Celery worker process, Redis, the OKX simulator, a storage sink."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from collectors.simulators.okx import OkxSimulator
+from collectors.storage.sink import StorageSink
 from tests.helpers import ROOT, service_env, wait_until
 
 
@@ -63,3 +66,24 @@ def celery_worker_process(redis_client, tmp_path):
             process.kill()
             process.wait()
         log.close()
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def simulator():
+    sim = OkxSimulator(seed=7, rate=50.0)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def sink(tmp_path):
+    storage = StorageSink(
+        name=f"test-{next(_names)}", buffer_size=100, flush_interval=0.05, spill_dir=tmp_path
+    )
+    storage.start()
+    yield storage
+    storage.stop()

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from collectors.simulators.okx import OkxSimulator
-from tests.conftest import ROOT, service_env, wait_until
+from tests.helpers import ROOT, service_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

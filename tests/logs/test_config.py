@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tcp_dashboard.logs.config import SPEC_DEFAULTS, build_logging, read_options
 from tcp_dashboard.logs.handlers import process_role
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.test_settings import bare_env
 
 

@@ -18,7 +18,7 @@ from tcp_dashboard.logs.handlers import (
     clean_log_directory,
     host_name,
 )
-from tests.conftest import ROOT, service_env, wait_until
+from tests.helpers import ROOT, service_env, wait_until
 
 DEAD_PID = 2**22 + 7  # above Linux's largest pid: never a live process
 

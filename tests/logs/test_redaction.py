@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tcp_dashboard.logs.redaction import RedactSecrets, redact, secrets_of
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.test_settings import bare_env
 
 

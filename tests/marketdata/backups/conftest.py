@@ -8,7 +8,6 @@ from django.db import connection
 from marketdata.backups.encryption import Keys, generate_key
 from marketdata.backups.postgres import Database, create_database, drop_database
 from marketdata.models import RawTrade
-from tests.collectors.conftest import simulator, sink  # noqa: F401 - fixtures used here too
 
 _scratch_numbers = itertools.count()
 

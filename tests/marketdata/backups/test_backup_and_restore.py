@@ -22,8 +22,7 @@ from marketdata.backups.postgres import (
 )
 from marketdata.backups.restore import restore_backup, run_restore, verification_sql
 from marketdata.models import MarketData, RawTrade
-from tests.collectors.conftest import make_config, run
-from tests.conftest import ROOT, service_env, wait_until
+from tests.helpers import ROOT, make_config, run, service_env, wait_until
 from tests.marketdata.backups.conftest import table_names, tamper_one_byte
 from tests.test_settings import bare_env, run_manage
 
