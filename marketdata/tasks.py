@@ -1,11 +1,14 @@
 """Celery tasks of the market-data app: thin wrappers around its services."""
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import connection
 
+from marketdata.partitions import ensure_partitions
+from marketdata.retention import apply_retention, keep_from
 from marketdata.rollups import rollup_recent_candles
 from marketdata.times import parse_time
 
@@ -37,3 +40,18 @@ def rollup_candles(
         symbol=symbol,
     )
     return {"now": now, "written": written}
+
+
+@shared_task(name="marketdata.retention", time_limit=3600, soft_time_limit=3500)
+def retention(now: str | None = None) -> dict:
+    """Archive and remove what is past its retention window (docs/data-lifecycle.md)."""
+    report = apply_retention(parse_time(now) if now else None, time_limit=3000)
+    return {"ok": report.ok, "actions": report.actions, "errors": report.errors}
+
+
+@shared_task(name="marketdata.create_partitions", time_limit=300, soft_time_limit=270)
+def create_partitions(now: str | None = None) -> dict:
+    """Create the daily partitions of the coming PARTITIONS_AHEAD_DAYS days (PostgreSQL)."""
+    moment = parse_time(now) if now else datetime.now(UTC)
+    created = ensure_partitions(moment, settings.PARTITIONS_AHEAD_DAYS, keep_from(moment))
+    return {"created": created}
