@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
@@ -92,10 +93,15 @@ class ApiView(APIView):
 
 
 def page_response(
-    request: Request, queryset: QuerySet, serializer: type, page_request: PageRequest
+    request: Request,
+    queryset: QuerySet,
+    serializer: type,
+    page_request: PageRequest,
+    archived: Callable | None = None,
 ) -> Response:
     """One page of rows, and a `next` link (also an RFC 8288 Link header) when there are more."""
-    page = paginate(queryset, serializer.COLUMNS, page_request, as_text=serializer.TEXT_COLUMNS)
+    columns, as_text = serializer.COLUMNS, serializer.TEXT_COLUMNS
+    page = paginate(queryset, columns, page_request, as_text=as_text, archived=archived)
     headers = {}
     next_url = None
     if page.next_cursor is not None:
@@ -105,6 +111,12 @@ def page_response(
     shape = serializer().to_representation
     body = {"next": next_url, "results": [shape(row) for row in page.rows]}
     return Response(body, headers=headers)
+
+
+# Archived ranges (docs/data-lifecycle.md): days whose rows have left the database are
+# read from the Parquet archive and merged into the page, in the same format.
+def from_archive(select: Callable, query: Any, serializer: type) -> Callable:
+    return lambda page: select(query, page, serializer.COLUMNS, serializer.TEXT_COLUMNS)
 
 
 class TradeList(ApiView):
@@ -118,7 +130,8 @@ class TradeList(ApiView):
     )
     def get(self, request: Request) -> Response:
         query, page_request = params.trade_query(request.query_params)
-        return page_response(request, selectors.trades(query), TradeSerializer, page_request)
+        old = from_archive(selectors.archived_trades, query, TradeSerializer)
+        return page_response(request, selectors.trades(query), TradeSerializer, page_request, old)
 
 
 class CandleList(ApiView):
@@ -152,7 +165,8 @@ class CandleList(ApiView):
                 series.reverse()
             shape = CandleSerializer().to_representation
             return Response({"next": None, "results": [shape(candle_row(c)) for c in series]})
-        return page_response(request, selectors.candles(query), CandleSerializer, page_request)
+        old = from_archive(selectors.archived_candles, query, CandleSerializer)
+        return page_response(request, selectors.candles(query), CandleSerializer, page_request, old)
 
 
 def candle_row(candle: CandleValue) -> dict[str, Any]:
@@ -179,7 +193,8 @@ class MarketDataList(ApiView):
     def get(self, request: Request) -> Response:
         query, page_request = params.market_data_query(request.query_params)
         queryset = selectors.market_data(query)
-        return page_response(request, queryset, MarketDataSerializer, page_request)
+        old = from_archive(selectors.archived_market_data, query, MarketDataSerializer)
+        return page_response(request, queryset, MarketDataSerializer, page_request, old)
 
 
 class OrderBookLatest(ApiView):
