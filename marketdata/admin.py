@@ -4,8 +4,10 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
 
-from marketdata.models import Candle, MarketData, RawTrade
+from marketdata.footprint import growth, growth_text, size_text
+from marketdata.models import ArchiveFile, Candle, MarketData, RawTrade, RetentionRun
 
 
 class EstimatedCountPaginator(Paginator):
@@ -15,13 +17,16 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         query = self.object_list.query
         if connection.vendor == "postgresql" and not query.where:
+            # A partitioned table's estimate is the sum of its partitions'.
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    """SELECT sum(greatest(c.reltuples, 0))::bigint
+                    FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid
+                    WHERE t.isleaf""",
                     [self.object_list.model._meta.db_table],
                 )
                 row = cursor.fetchone()
-            if row and row[0] > 10_000:
+            if row and row[0] and row[0] > 10_000:
                 return row[0]
         return super().count
 
@@ -75,3 +80,89 @@ class CandleAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["exchange", "timeframe", "is_final"]
     search_fields = ["=symbol"]
+
+
+# Data lifecycle (docs/data-lifecycle.md) ----------------------------------------------
+
+
+class LifecycleAdmin(admin.ModelAdmin):
+    """Written by the retention task only."""
+
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ArchiveFile)
+class ArchiveFileAdmin(LifecycleAdmin):
+    list_display = ["day", "kind", "exchange", "rows", "size", "removed_at", "path"]
+    list_filter = ["kind", "exchange"]
+    date_hierarchy = "day"
+    search_fields = ["=exchange", "path"]
+
+    @admin.display(description="size", ordering="bytes")
+    def size(self, record: ArchiveFile) -> str:
+        return size_text(record.bytes)
+
+
+@admin.register(RetentionRun)
+class RetentionRunAdmin(LifecycleAdmin):
+    list_display = ["started_at", "ok", "database_size", "archive_size", "error"]
+    list_filter = ["ok"]
+    fields = [
+        "started_at",
+        "finished_at",
+        "ok",
+        "error",
+        "database_size",
+        "archive_size",
+        "growth",
+        "by_kind",
+        "actions",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="database")
+    def database_size(self, run: RetentionRun) -> str:
+        return size_text(run.database_bytes)
+
+    @admin.display(description="archive")
+    def archive_size(self, run: RetentionRun) -> str:
+        return size_text(run.archive_bytes)
+
+    @admin.display(description="growth per day (now)")
+    def growth(self, run: RetentionRun) -> str:
+        rate = growth()
+        return (
+            f"database {growth_text(rate.database_per_day)}, "
+            f"archive {growth_text(rate.archive_per_day)}"
+        )
+
+    @admin.display(description="per kind of data")
+    def by_kind(self, run: RetentionRun) -> str:
+        head = format_html(
+            "<tr><th>kind</th><th>database</th><th>oldest in database</th>"
+            "<th>archive</th><th>oldest archived</th></tr>"
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    kind,
+                    size_text(row.get("database_bytes")),
+                    row.get("oldest_in_database") or "-",
+                    size_text(row.get("archive_bytes")),
+                    row.get("oldest_archived") or "-",
+                )
+                for kind, row in (run.storage or {}).items()
+            ),
+        )
+        return format_html("<table>{}{}</table>", head, rows)

@@ -26,16 +26,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow.parquet as pq
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, Min, Sum
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count
 from django.db.models.functions import TruncDate
 
 from collectors.models import ExchangeRetention
 from marketdata import archive, partitions
+from marketdata.footprint import storage_snapshot
 from marketdata.kinds import KINDS, Kind
 from marketdata.models import ArchiveFile, RetentionRun
 from marketdata.partitions import DAILY_TABLE_OF_KIND, DAY, day_start
@@ -348,10 +348,14 @@ def apply_retention(
 
 
 def describe(error: BaseException) -> str:
-    """What went wrong, for operators: an OSError by its reason, not its full text."""
+    """What went wrong, in words safe to show anyone (health, admin); details are logged."""
     if isinstance(error, OSError) and error.strerror:
         return f"archive write failed ({error.strerror.lower()})"
-    return f"{type(error).__name__}: {str(error)[:300]}"
+    if isinstance(error, archive.ArchiveError):
+        return str(error)
+    if isinstance(error, DatabaseError):
+        return f"database error ({type(error).__name__})"
+    return type(error).__name__
 
 
 def record_run(run: RetentionRun, report: RetentionReport) -> None:
@@ -364,66 +368,3 @@ def record_run(run: RetentionRun, report: RetentionReport) -> None:
     run.archive_bytes = storage.pop("_archive")
     run.storage = storage
     run.save()
-
-
-# what is stored -----------------------------------------------------------------------
-
-
-def database_bytes() -> int:
-    """The whole database: PostgreSQL's size of it, or the SQLite file's."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_database_size(current_database())")
-            return cursor.fetchone()[0]
-    return Path(settings.DATABASES["default"]["NAME"]).stat().st_size
-
-
-RELATIONS = {
-    "trade": ["raw_trades", "raw_trade_keys"],
-    **{kind: [f"market_data_{kind}"] for kind in partitions.MARKET_DATA_TYPES},
-    "candles": ["candles"],
-    "collector_status": ["collector_status"],
-}
-
-
-def kind_bytes() -> dict[str, int]:
-    """Bytes (heap, indexes, TOAST) of each kind's tables and partitions (PostgreSQL).
-    1s candles share the candles table and are counted under candles."""
-    if connection.vendor != "postgresql":
-        return {}
-    sizes = {}
-    with connection.cursor() as cursor:
-        for kind, relations in RELATIONS.items():
-            cursor.execute(
-                """SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)
-                FROM unnest(%s::regclass[]) AS r(rel), pg_partition_tree(r.rel) t
-                WHERE t.isleaf""",
-                [relations],
-            )
-            sizes[kind] = int(cursor.fetchone()[0])
-    return sizes
-
-
-def storage_snapshot() -> dict:
-    """Per kind: bytes in the database and the archive, the oldest day in each."""
-    in_database = kind_bytes()
-    archived = dict(
-        ArchiveFile.objects.values_list("kind").annotate(b=Sum("bytes")).values_list("kind", "b")
-    )
-    oldest_archived = dict(
-        ArchiveFile.objects.values_list("kind").annotate(d=Min("day")).values_list("kind", "d")
-    )
-    snapshot: dict = {}
-    for name, kind in KINDS.items():
-        oldest = kind.rows().aggregate(oldest=Min(kind.time_field))["oldest"]
-        snapshot[name] = {
-            "database_bytes": in_database.get(name),
-            "archive_bytes": archived.get(name, 0),
-            "oldest_in_database": oldest.date().isoformat() if oldest else None,
-            "oldest_archived": oldest_archived[name].isoformat()
-            if name in oldest_archived
-            else None,
-        }
-    snapshot["_database"] = database_bytes()
-    snapshot["_archive"] = sum(archived.values())
-    return snapshot

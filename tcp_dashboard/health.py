@@ -109,11 +109,29 @@ def check_collectors() -> Check:
     return Check(True, f"{len(expected)} of {len(expected)} healthy")
 
 
+# Data lifecycle (docs/data-lifecycle.md) --------------------------------------------
+
+
+def check_storage() -> Check:
+    """The last retention run and its archive writes succeeded and tomorrow's partitions
+    exist; the detail gives the database and archive sizes, their growth per day and the
+    oldest day kept of each kind of data."""
+    from marketdata.footprint import lifecycle_health
+
+    try:
+        health = lifecycle_health()
+    except DatabaseError as error:
+        logger.warning("health: storage check failed: %s", error)
+        return Check(False, "storage cannot be measured")
+    return Check(health.ok, health.detail)
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "collectors": check_collectors,
+    "storage": check_storage,
 }
 
 

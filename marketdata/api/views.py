@@ -239,7 +239,10 @@ class Health(APIView):
     @extend_schema(
         operation_id="health",
         summary="Platform health",
-        description="Database, Redis, broker and collectors: 200 when all are healthy, else 503.",
+        description=(
+            "Database, Redis, broker, collectors and storage (retention, archive, partitions): "
+            "200 when all are healthy, else 503."
+        ),
         responses={200: HEALTH, 503: HEALTH},
         tags=["health"],
     )

@@ -37,7 +37,7 @@ def test_it_is_200_for_anyone_when_everything_answers(redis_client):
     code, body = health()
     assert code == 200
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "redis", "broker", "collectors"}
+    assert set(body["checks"]) == {"database", "redis", "broker", "collectors", "storage"}
     assert all(check["ok"] for check in body["checks"].values())
 
 
