@@ -5,6 +5,7 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from marketdata.footprint import growth, growth_text, size_text
 from marketdata.models import ArchiveFile, Candle, MarketData, RawTrade, RetentionRun
@@ -147,7 +148,7 @@ class RetentionRunAdmin(LifecycleAdmin):
 
     @admin.display(description="per kind of data")
     def by_kind(self, run: RetentionRun) -> str:
-        head = format_html(
+        head = mark_safe(
             "<tr><th>kind</th><th>database</th><th>oldest in database</th>"
             "<th>archive</th><th>oldest archived</th></tr>"
         )

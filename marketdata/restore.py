@@ -87,4 +87,6 @@ def insert_rows(kind: Kind, rows: list[tuple]) -> int:
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM restore_stage s "
             f"{unknown_trade} ON CONFLICT DO NOTHING"
         )
-        return cursor.rowcount
+        inserted = cursor.rowcount
+        cursor.execute("DROP TABLE restore_stage")  # also inside a longer transaction
+        return inserted
