@@ -33,7 +33,7 @@ class EstimatedCountPaginator(Paginator):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Stored data is written by collectors and rollups only."""
+    """Stored data is written by collectors, rollups and retention only."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -86,23 +86,8 @@ class CandleAdmin(ReadOnlyAdmin):
 # Data lifecycle (docs/data-lifecycle.md) ----------------------------------------------
 
 
-class LifecycleAdmin(admin.ModelAdmin):
-    """Written by the retention task only."""
-
-    list_per_page = 100
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(ArchiveFile)
-class ArchiveFileAdmin(LifecycleAdmin):
+class ArchiveFileAdmin(ReadOnlyAdmin):
     list_display = ["day", "kind", "exchange", "rows", "size", "removed_at", "path"]
     list_filter = ["kind", "exchange"]
     date_hierarchy = "day"
@@ -114,9 +99,10 @@ class ArchiveFileAdmin(LifecycleAdmin):
 
 
 @admin.register(RetentionRun)
-class RetentionRunAdmin(LifecycleAdmin):
+class RetentionRunAdmin(ReadOnlyAdmin):
     list_display = ["started_at", "ok", "database_size", "archive_size", "error"]
     list_filter = ["ok"]
+    date_hierarchy = "started_at"
     fields = [
         "started_at",
         "finished_at",

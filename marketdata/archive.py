@@ -35,6 +35,7 @@ from django.db import connection
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
+from collectors.storage import fsync_directory
 from marketdata.kinds import Kind
 from marketdata.models import ArchiveFile
 
@@ -156,7 +157,7 @@ def write_day(kind: Kind, exchange: str, day: date, chunks: Iterable[list[tuple]
             return Written(record, rows_read, 0)
         digest, size = check_file(temporary, total)
         os.replace(temporary, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
@@ -236,14 +237,6 @@ def append_manifest(record: ArchiveFile) -> None:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 # reading ----------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from django.db import OperationalError, connection, transaction
 
 logger = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_MS = 20
-LOCK_ATTEMPTS = 50
+LOCK_TIMEOUT_MS = 10
+LOCK_ATTEMPTS = 100
 DAY = timedelta(days=1)
 PARTITION_SUFFIX = re.compile(r"_p(\d{8})$")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -315,6 +316,14 @@ def run_lock() -> Iterator[bool]:
             yield False
             return
         yield True
+
+
+def yield_cpu() -> None:
+    """Lower this process's CPU priority by RETENTION_NICE: archiving is background work,
+    and collectors on the same machine must keep their latency while it runs."""
+    if settings.RETENTION_NICE and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(settings.RETENTION_NICE)
 
 
 def apply_retention(

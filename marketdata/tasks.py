@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import connection
 
 from marketdata.partitions import ensure_partitions
-from marketdata.retention import apply_retention, keep_from
+from marketdata.retention import apply_retention, keep_from, yield_cpu
 from marketdata.rollups import rollup_recent_candles
 from marketdata.times import parse_time
 
@@ -45,6 +45,7 @@ def rollup_candles(
 @shared_task(name="marketdata.retention", time_limit=3600, soft_time_limit=3500)
 def retention(now: str | None = None) -> dict:
     """Archive and remove what is past its retention window (docs/data-lifecycle.md)."""
+    yield_cpu()
     report = apply_retention(parse_time(now) if now else None, time_limit=3000)
     return {"ok": report.ok, "actions": report.actions, "errors": report.errors}
 

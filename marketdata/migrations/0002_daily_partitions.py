@@ -162,6 +162,14 @@ def days_of(cursor, table: str, where: str = "") -> list:
     return [row[0] for row in cursor.fetchall()]
 
 
+def move_rows(cursor) -> None:
+    """Copy the rows set aside into the new tables, ids kept, and drop what was set aside."""
+    for table, columns in (("raw_trades", TRADE_COLUMNS), ("market_data", MARKET_COLUMNS)):
+        cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {table}_moving")
+        cursor.execute(SET_IDENTITY.format(table=table))
+        cursor.execute(f"DROP TABLE {table}_moving CASCADE")
+
+
 def partition(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
@@ -180,16 +188,7 @@ def partition(apps, schema_editor):
                 days = days_of(cursor, "market_data_moving", f"WHERE data_type = '{table.kind}'")
             for day in days:
                 partitions.create_partition(table, day)
-        cursor.execute(
-            f"INSERT INTO raw_trades ({TRADE_COLUMNS}) SELECT {TRADE_COLUMNS} FROM raw_trades_moving"
-        )
-        cursor.execute(
-            f"INSERT INTO market_data ({MARKET_COLUMNS}) "
-            f"SELECT {MARKET_COLUMNS} FROM market_data_moving"
-        )
-        for table in ("raw_trades", "market_data"):
-            cursor.execute(SET_IDENTITY.format(table=table))
-            cursor.execute(f"DROP TABLE {table}_moving")
+        move_rows(cursor)
     partitions.ensure_partitions(timezone.now(), settings.PARTITIONS_AHEAD_DAYS, {})
 
 
@@ -208,16 +207,7 @@ def unpartition(apps, schema_editor):
             set_aside(cursor, table)
         cursor.execute(PLAIN_TRADES)
         cursor.execute(PLAIN_MARKET_DATA)
-        cursor.execute(
-            f"INSERT INTO raw_trades ({TRADE_COLUMNS}) SELECT {TRADE_COLUMNS} FROM raw_trades_moving"
-        )
-        cursor.execute(
-            f"INSERT INTO market_data ({MARKET_COLUMNS}) "
-            f"SELECT {MARKET_COLUMNS} FROM market_data_moving"
-        )
-        for table in ("raw_trades", "market_data"):
-            cursor.execute(SET_IDENTITY.format(table=table))
-            cursor.execute(f"DROP TABLE {table}_moving CASCADE")
+        move_rows(cursor)
 
 
 class Migration(migrations.Migration):

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.retention import apply_retention
+from marketdata.retention import apply_retention, yield_cpu
 from marketdata.times import parse_time
 
 
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             moment = parse_time(now) if now else None
         except ValueError as error:
             raise CommandError(f"--now {error}") from None
+        yield_cpu()
         report = apply_retention(moment, dry_run=dry_run)
         for action in report.actions:
             self.stdout.write(action)
