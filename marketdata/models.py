@@ -122,7 +122,7 @@ class ArchiveFile(models.Model):
     last_timestamp = models.DateTimeField(null=True)
     written_at = models.DateTimeField()
     removed_at = models.DateTimeField(
-        null=True, blank=True, help_text="When its rows left the database (empty: still there)."
+        null=True, blank=True, help_text="When its rows began to leave the database."
     )
 
     class Meta:

@@ -138,8 +138,8 @@ def drop_partition(kind: Kind, day: date, written: dict[str, archive.Written]) -
     except BaseException:
         partitions.reattach_partition(table, name, day)
         raise
+    mark_removed(kind, day, list(written))  # exchanges whose rows arrived late too
     drop_detached(kind, name)
-    mark_removed(kind, day, list(written))
     return name
 
 
@@ -204,9 +204,10 @@ def day_queryset(kind: Kind, exchange: str, day: date):
 
 
 def mark_removed(kind: Kind, day: date, exchanges: list[str]) -> None:
-    ArchiveFile.objects.filter(kind=kind.name, day=day, exchange__in=exchanges).update(
-        removed_at=datetime.now(UTC)
-    )
+    """From now on the API reads these days from their files. Marked before the rows go, so
+    a reader never misses them: while both hold a row, it is served once."""
+    files = ArchiveFile.objects.filter(kind=kind.name, day=day, exchange__in=exchanges)
+    files.filter(removed_at__isnull=True).update(removed_at=datetime.now(UTC))
 
 
 def apply_day(kind: Kind, due: DueDay, report: RetentionReport) -> None:
@@ -229,6 +230,7 @@ def apply_day(kind: Kind, due: DueDay, report: RetentionReport) -> None:
         report.did(f"deleted {where}: {deleted} rows")
         return
     written = archive_day(kind, due)
+    mark_removed(kind, due.day, list(written))
     files = ", ".join(w.file.path for w in written.values())
     if whole_partition:
         name = drop_partition(kind, due.day, written)
@@ -237,7 +239,6 @@ def apply_day(kind: Kind, due: DueDay, report: RetentionReport) -> None:
     deleted = 0
     for exchange, done in written.items():
         deleted += delete_archived(kind, due, exchange, done.file)
-        mark_removed(kind, due.day, [exchange])
     report.did(f"archived {where} to {files}; deleted {deleted} rows")
 
 
@@ -249,8 +250,8 @@ def settle_leftovers(kind: Kind, report: RetentionReport) -> None:
     for day, name in sorted(partitions.detached_partitions(table).items()):
         written: dict[str, archive.Written] = {}
         settle_detached(kind, name, written)
-        drop_detached(kind, name)
         mark_removed(kind, day, list(written))
+        drop_detached(kind, name)
         report.did(f"archived and dropped the detached partition {name}")
 
 

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                     "removed_at",
                     models.DateTimeField(
                         blank=True,
-                        help_text="When its rows left the database (empty: still there).",
+                        help_text="When its rows began to leave the database.",
                         null=True,
                     ),
                 ),
