@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -99,6 +100,18 @@ def table_rows(kind: Kind, table: str, exchange: str) -> Iterator[list[tuple]]:
             yield chunk
 
 
+def paced(chunks: Iterable[list[tuple]]) -> Iterator[list[tuple]]:
+    """The chunks, with a rest after each as long as its work took times ARCHIVE_PACE:
+    archiving is background work, and the database and CPUs it uses are the collectors'."""
+    pace = settings.ARCHIVE_PACE
+    started = time.monotonic()
+    for chunk in chunks:
+        yield chunk
+        if pace:
+            time.sleep(min(1.0, (time.monotonic() - started) * pace))
+        started = time.monotonic()
+
+
 def to_table(kind: Kind, rows: list[tuple]) -> pa.Table:
     values = list(zip(*rows, strict=True)) if rows else [[] for _ in kind.columns]
     arrays = [
@@ -136,7 +149,7 @@ def write_day(kind: Kind, exchange: str, day: date, chunks: Iterable[list[tuple]
                     for index in range(before.num_row_groups):
                         writer.write_table(before.read_row_group(index))
                     held = before.read(columns=["id"]).column("id")
-                for chunk in chunks:
+                for chunk in paced(chunks):
                     rows_read += len(chunk)
                     table = to_table(kind, chunk)
                     if before is not None:

@@ -9,13 +9,14 @@ partition's rows of that day into it first, so it never fails on them.
 Partitions are created as plain tables and then attached: ATTACH takes a SHARE UPDATE
 EXCLUSIVE lock on the parent, which inserts do not wait for (CREATE TABLE ... PARTITION OF
 would take an ACCESS EXCLUSIVE one). Detaching needs an ACCESS EXCLUSIVE lock on the
-parent for a moment; it waits at most LOCK_TIMEOUT and is retried, so that a writer
-waiting behind it is never held up for longer than that.
+parent for a moment; it waits at most LOCK_TIMEOUT_MS and is retried a moment later, so
+that a writer queued behind it is never held up for longer than that.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from django.db import OperationalError, connection, transaction
 
 logger = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_MS = 10
-LOCK_ATTEMPTS = 100
+LOCK_TIMEOUT_MS = 5
+LOCK_ATTEMPTS = 400
 DAY = timedelta(days=1)
 PARTITION_SUFFIX = re.compile(r"_p(\d{8})$")
 
@@ -109,7 +110,7 @@ def with_lock_retries(action, what: str):
             if getattr(error.__cause__, "sqlstate", None) != "55P03" or attempt == LOCK_ATTEMPTS:
                 raise
             logger.debug("partitions: %s waited for a lock; attempt %d", what, attempt)
-            time.sleep(min(1.0, 0.02 * attempt))
+            time.sleep(random.uniform(0.005, 0.05))  # into a gap between the writers' commits
     raise AssertionError("unreachable")
 
 

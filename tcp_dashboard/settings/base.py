@@ -291,5 +291,7 @@ ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(VAR_DIR / "archive")))
 # The retention task and command lower their process's CPU priority by this (os.nice),
 # so collectors on the same machine keep their latency; 0 leaves it.
 RETENTION_NICE = env_number("RETENTION_NICE", 10, cast=int)
+# After each 10,000 rows it archives, retention rests this many times as long as they took.
+ARCHIVE_PACE = env_number("ARCHIVE_PACE", 1.0)
 # Daily partitions (PostgreSQL) are created this many days ahead.
 PARTITIONS_AHEAD_DAYS = env_number("PARTITIONS_AHEAD_DAYS", 7, minimum=2, cast=int)
