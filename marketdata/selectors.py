@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
@@ -25,7 +27,7 @@ from django.db import connections
 from django.db.models import JSONField, QuerySet, TextField
 from django.db.models.functions import Cast
 
-from marketdata.archive import archive_dir, decimal_text
+from marketdata.archive import ArchiveError, archive_dir, decimal_text
 from marketdata.candles import CANDLE_FIELDS, CandleValue, fill_gaps, floor_boundary
 from marketdata.models import ArchiveFile, Candle, MarketData, RawTrade
 from marketdata.partitions import day_of
@@ -344,7 +346,11 @@ def _archived_rows(
     columns = list(dict.fromkeys([*fields, "timestamp", "id"]))
     order = "descending" if page.descending else "ascending"
     for paths in by_day.values():
-        table = ds.dataset(paths, format="parquet").to_table(columns=columns, filter=where)
+        try:
+            table = ds.dataset(paths, format="parquet").to_table(columns=columns, filter=where)
+        except (OSError, pa.ArrowException) as error:
+            names = ", ".join(Path(p).relative_to(archive_dir()).as_posix() for p in paths)
+            raise ArchiveError(f"archive files cannot be read: {names}") from error
         table = table.sort_by([("timestamp", order), ("id", order)]).select(list(fields))
         rows.extend(table.slice(0, page.limit - len(rows)).to_pylist())
         if len(rows) >= page.limit:

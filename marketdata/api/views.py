@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,8 +31,11 @@ from marketdata.api.serializers import (
     TradePageSerializer,
     TradeSerializer,
 )
+from marketdata.archive import ArchiveError
 from marketdata.candles import CandleValue
 from tcp_dashboard.health import system_health
+
+logger = logging.getLogger(__name__)
 
 DETAIL = {
     "type": "object",
@@ -115,8 +119,20 @@ def page_response(
 
 # Archived ranges (docs/data-lifecycle.md): days whose rows have left the database are
 # read from the Parquet archive and merged into the page, in the same format.
+class ArchiveUnavailable(APIException):
+    status_code = 503
+    default_code = "archive_unavailable"
+
+
 def from_archive(select: Callable, query: Any, serializer: type) -> Callable:
-    return lambda page: select(query, page, serializer.COLUMNS, serializer.TEXT_COLUMNS)
+    def rows(page: Any) -> list:
+        try:
+            return select(query, page, serializer.COLUMNS, serializer.TEXT_COLUMNS)
+        except ArchiveError as error:
+            logger.error("archive unreadable: %s (%s)", error, error.__cause__)
+            raise ArchiveUnavailable(f"{error}; try again later") from error
+
+    return rows
 
 
 class TradeList(ApiView):

@@ -117,3 +117,14 @@ def test_rows_restored_into_the_database_are_not_served_twice(api, spanning):
         f"--end={days_ago(12, 13).isoformat()}",
     )
     assert every_page(api, "/api/v1/trades/", **params) == before
+
+
+def test_an_unreadable_archive_file_is_a_503_naming_it_never_a_short_page(
+    api, spanning, archive_dir
+):
+    assert apply_retention(NOW).ok
+    (archive_dir / f"trade/okx/{days_ago(12):%Y-%m-%d}.parquet").unlink()
+    params = {"exchange": "okx", "symbol": "BTC-USDT", "start": days_ago(14).isoformat()}
+    response = api.get("/api/v1/trades/", params)
+    assert response.status_code == 503
+    assert f"trade/okx/{days_ago(12):%Y-%m-%d}.parquet" in response.json()["detail"]
