@@ -5,7 +5,7 @@ import logging
 from django.contrib import admin, messages
 
 from collectors.hosting import control, reconcile
-from collectors.models import CollectorStatus, Exchange, TradingPair
+from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +14,14 @@ class TradingPairInline(admin.TabularInline):
     model = TradingPair
     extra = 0
     fields = ["symbol", "enabled", "data_types", "channels"]
+
+
+class ExchangeRetentionInline(admin.TabularInline):
+    """Days in the database per kind of data, where this exchange differs from the defaults."""
+
+    model = ExchangeRetention
+    extra = 0
+    fields = ["kind", "days"]
 
 
 @admin.register(Exchange)
@@ -29,7 +37,7 @@ class ExchangeAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "auto_restart"]
     search_fields = ["name"]
-    inlines = [TradingPairInline]
+    inlines = [TradingPairInline, ExchangeRetentionInline]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (

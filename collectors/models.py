@@ -120,3 +120,36 @@ class CollectorStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.status} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"
+
+
+# The kinds of stored data that have a retention window (docs/data-lifecycle.md).
+RETENTION_KINDS = [
+    ("trade", "trades"),
+    ("orderbook", "order books"),
+    ("ticker", "tickers"),
+    ("candle", "exchange candles"),
+    ("balance", "balances"),
+    ("candles", "candles, 1m and longer"),
+    ("candles_1s", "1s candles"),
+    ("collector_status", "collector status history"),
+]
+
+
+class ExchangeRetention(models.Model):
+    """Days one kind of this exchange's data stays in the database, instead of the default."""
+
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="retention")
+    kind = models.CharField(max_length=20, choices=RETENTION_KINDS)
+    days = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)],
+        help_text="Older days are archived (where the kind is archived) and removed.",
+    )
+
+    class Meta:
+        verbose_name = "retention window"
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "kind"], name="exchange_retention_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange.name} {self.kind}: {self.days} days"

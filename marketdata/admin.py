@@ -5,9 +5,20 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from marketdata.backups.status import age, backup_status
-from marketdata.models import Backup, Candle, MarketData, RawTrade, RestoreDrill
+from marketdata.footprint import growth, growth_text, size_text
+from marketdata.models import (
+    ArchiveFile,
+    Backup,
+    Candle,
+    MarketData,
+    RawTrade,
+    RestoreDrill,
+    RetentionRun,
+)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -17,19 +28,22 @@ class EstimatedCountPaginator(Paginator):
     def count(self) -> int:
         query = self.object_list.query
         if connection.vendor == "postgresql" and not query.where:
+            # A partitioned table's estimate is the sum of its partitions'.
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    """SELECT sum(greatest(c.reltuples, 0))::bigint
+                    FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid
+                    WHERE t.isleaf""",
                     [self.object_list.model._meta.db_table],
                 )
                 row = cursor.fetchone()
-            if row and row[0] > 10_000:
+            if row and row[0] and row[0] > 10_000:
                 return row[0]
         return super().count
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Stored data is written by collectors and rollups only."""
+    """Stored data is written by collectors, rollups and retention only."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -125,3 +139,75 @@ class RestoreDrillAdmin(BackupRecordAdmin):
     ]
     list_filter = ["ok"]
     date_hierarchy = "started_at"
+
+
+# Data lifecycle (docs/data-lifecycle.md) ----------------------------------------------
+
+
+@admin.register(ArchiveFile)
+class ArchiveFileAdmin(ReadOnlyAdmin):
+    list_display = ["day", "kind", "exchange", "rows", "size", "removed_at", "path"]
+    list_filter = ["kind", "exchange"]
+    date_hierarchy = "day"
+    search_fields = ["=exchange", "path"]
+
+    @admin.display(description="size", ordering="bytes")
+    def size(self, record: ArchiveFile) -> str:
+        return size_text(record.bytes)
+
+
+@admin.register(RetentionRun)
+class RetentionRunAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "ok", "database_size", "archive_size", "error"]
+    list_filter = ["ok"]
+    date_hierarchy = "started_at"
+    fields = [
+        "started_at",
+        "finished_at",
+        "ok",
+        "error",
+        "database_size",
+        "archive_size",
+        "growth",
+        "by_kind",
+        "actions",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="database")
+    def database_size(self, run: RetentionRun) -> str:
+        return size_text(run.database_bytes)
+
+    @admin.display(description="archive")
+    def archive_size(self, run: RetentionRun) -> str:
+        return size_text(run.archive_bytes)
+
+    @admin.display(description="growth per day (now)")
+    def growth(self, run: RetentionRun) -> str:
+        rate = growth()
+        return (
+            f"database {growth_text(rate.database_per_day)}, "
+            f"archive {growth_text(rate.archive_per_day)}"
+        )
+
+    @admin.display(description="per kind of data")
+    def by_kind(self, run: RetentionRun) -> str:
+        head = mark_safe(
+            "<tr><th>kind</th><th>database</th><th>oldest in database</th>"
+            "<th>archive</th><th>oldest archived</th></tr>"
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    kind,
+                    size_text(row.get("database_bytes")),
+                    row.get("oldest_in_database") or "-",
+                    size_text(row.get("archive_bytes")),
+                    row.get("oldest_archived") or "-",
+                )
+                for kind, row in (run.storage or {}).items()
+            ),
+        )
+        return format_html("<table>{}{}</table>", head, rows)

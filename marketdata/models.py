@@ -101,6 +101,8 @@ class Candle(models.Model):
                 name="candles_exch_sym_tf_ts_uniq",
             ),
         ]
+        # Retention finds each timeframe's old candles (1s ones leave after days) by this.
+        indexes = [models.Index(fields=["timeframe", "timestamp"], name="candles_tf_ts_idx")]
 
     def __str__(self) -> str:
         return f"{self.exchange} {self.symbol} {self.timeframe} {self.timestamp.isoformat()}"
@@ -153,3 +155,53 @@ class RestoreDrill(models.Model):
     def __str__(self) -> str:
         outcome = "passed" if self.ok else "failed"
         return f"restore drill {self.started_at.isoformat()} {outcome}"
+
+
+class ArchiveFile(models.Model):
+    """One Parquet file of the archive: one kind of data, one exchange, one UTC day."""
+
+    kind = models.CharField(max_length=20)
+    exchange = models.CharField(max_length=50)
+    day = models.DateField()
+    path = models.CharField(max_length=255, help_text="Relative to ARCHIVE_DIR.")
+    rows = models.BigIntegerField()
+    bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    first_timestamp = models.DateTimeField(null=True)
+    last_timestamp = models.DateTimeField(null=True)
+    written_at = models.DateTimeField()
+    removed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its rows began to leave the database."
+    )
+
+    class Meta:
+        db_table = "archive_files"
+        ordering = ["-day", "kind", "exchange"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "exchange", "day"], name="archive_file_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class RetentionRun(models.Model):
+    """One run of the retention task: what it did, whether it failed, and the storage then."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    actions = models.JSONField(default=list, help_text="What was archived and removed.")
+    database_bytes = models.BigIntegerField(null=True)
+    archive_bytes = models.BigIntegerField(null=True)
+    storage = models.JSONField(
+        default=dict, help_text="Per kind of data: bytes in the database and archive, oldest day."
+    )
+
+    class Meta:
+        db_table = "retention_runs"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"retention {self.started_at:%Y-%m-%d %H:%M} {'ok' if self.ok else 'failed'}"

@@ -16,9 +16,12 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, connections
@@ -26,8 +29,10 @@ from django.db.models import JSONField, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from collectors.types import DataType, ExchangeCollectorConfig
+from marketdata.archive import ArchiveError, archive_dir, decimal_text
 from marketdata.candles import CANDLE_FIELDS, CandleValue, fill_gaps, floor_boundary
-from marketdata.models import Candle, MarketData, RawTrade
+from marketdata.models import ArchiveFile, Candle, MarketData, RawTrade
+from marketdata.partitions import day_of
 from marketdata.rollups import closed_until
 
 logger = logging.getLogger(__name__)
@@ -136,8 +141,26 @@ def filled_candles(query: CandleFilter, now: datetime | None = None) -> list[Can
     before = candles(replace(final, start=None, end=query.start)).order_by("-timestamp", "-id")
     stored = list(before.values_list(*CANDLE_FIELDS)[:1])
     stored += candles(replace(final, end=end)).values_list(*CANDLE_FIELDS)
+    stored = _with_archived_candles(final, end, stored)
     values = [CandleValue(*row) for row in stored]
     return fill_gaps(values, floor_boundary(query.start, query.timeframe), end, query.timeframe)
+
+
+def _with_archived_candles(query: CandleFilter, end: datetime, stored: list) -> list:
+    """Stored candle rows with those of archived days: the last one before the range and
+    those in it, each timestamp once."""
+    page = ArchivedPage(limit=1, descending=True)
+    before = archived_candles(replace(query, start=None, end=query.start), page, CANDLE_FIELDS)
+    inside = archived_candles(
+        replace(query, end=end), ArchivedPage(limit=10**6), CANDLE_FIELDS, frozenset()
+    )
+    if not before and not inside:
+        return stored
+    by_time = {row["timestamp"]: tuple(row[f] for f in CANDLE_FIELDS) for row in before + inside}
+    by_time.update({row[3]: row for row in stored})
+    times = sorted(by_time)
+    earlier = [t for t in times if t <= query.start]
+    return [by_time[t] for t in earlier[-1:] + [t for t in times if t > query.start]]
 
 
 def market_data(query: MarketDataFilter) -> QuerySet[MarketData]:
@@ -229,3 +252,154 @@ def fetch_values(
                 if row[index] is not None:
                     row[index] = json.loads(row[index])
     return [dict(zip(fields, row, strict=True)) for row in rows]
+
+
+# archived ranges --------------------------------------------------------------------
+# Days whose rows have left the database (ArchiveFile.removed_at is set) are read from
+# their Parquet files with the same filters, so a page spanning the hot window's edge is
+# the same as if every row were still in the database (docs/data-lifecycle.md). Files are
+# read a day at a time, in page order, until the page is full.
+
+MARKET_DATA_KINDS = ("orderbook", "ticker", "candle", "balance")
+
+
+@dataclass(slots=True, frozen=True)
+class ArchivedPage:
+    """What one page needs from the archive: how many rows, after which row, in which order."""
+
+    limit: int
+    after: tuple[datetime, int] | None = None
+    descending: bool = False
+
+
+def archived_trades(
+    query: TradeFilter, page: ArchivedPage, fields: tuple[str, ...], as_text: frozenset[str]
+) -> list[dict[str, Any]]:
+    where = _market(query.exchange, query.symbol) & _range(query.start, query.end)
+    if query.side is not None:
+        where &= ds.field("side") == query.side
+    where &= _archived_received_by(query.as_of)
+    return _archived_rows(["trade"], query.exchange, query, where, page, fields, as_text)
+
+
+def archived_market_data(
+    query: MarketDataFilter, page: ArchivedPage, fields: tuple[str, ...], as_text: frozenset[str]
+) -> list[dict[str, Any]]:
+    kinds = [query.data_type] if query.data_type else list(MARKET_DATA_KINDS)
+    kinds = [kind for kind in kinds if kind in MARKET_DATA_KINDS]
+    where = _market(query.exchange, query.symbol) & _range(query.start, query.end)
+    where &= _archived_received_by(query.as_of)
+    return _archived_rows(kinds, query.exchange, query, where, page, fields, as_text)
+
+
+def archived_candles(
+    query: CandleFilter,
+    page: ArchivedPage,
+    fields: tuple[str, ...],
+    as_text: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    where = _market(query.exchange, query.symbol) & (ds.field("timeframe") == query.timeframe)
+    if query.start is not None:
+        where &= ds.field("timestamp") > query.start
+    if query.end is not None:
+        where &= ds.field("timestamp") <= query.end
+    if query.as_of is not None:
+        where &= (
+            (ds.field("is_final") == True)  # noqa: E712 (an expression, not a comparison)
+            & (ds.field("timestamp") <= query.as_of)
+            & (ds.field("updated_at") <= query.as_of)
+        )
+    elif not query.include_partial:
+        where &= ds.field("is_final") == True  # noqa: E712
+    return _archived_rows(["candles"], query.exchange, query, where, page, fields, as_text)
+
+
+def _market(exchange: str | None, symbol: str | None) -> ds.Expression:
+    if exchange is None:
+        return ds.scalar(True)
+    return (ds.field("exchange") == exchange) & (ds.field("symbol") == symbol)
+
+
+def _range(start: datetime | None, end: datetime | None) -> ds.Expression:
+    where = ds.scalar(True)
+    if start is not None:
+        where &= ds.field("timestamp") >= start
+    if end is not None:
+        where &= ds.field("timestamp") < end
+    return where
+
+
+def _archived_received_by(as_of: datetime | None) -> ds.Expression:
+    if as_of is None:
+        return ds.scalar(True)
+    return (ds.field("created_at") <= as_of) & (ds.field("timestamp") <= as_of + CLOCK_SKEW)
+
+
+def _archived_rows(
+    kinds: list[str],
+    exchange: str | None,
+    query: Any,
+    where: ds.Expression,
+    page: ArchivedPage,
+    fields: tuple[str, ...],
+    as_text: frozenset[str],
+) -> list[dict[str, Any]]:
+    """Up to page.limit archived rows after page.after, in page order, as fetch_values
+    gives them: decimals in `as_text` as plain text, JSON decoded, UTC datetimes."""
+    files = ArchiveFile.objects.filter(kind__in=kinds, removed_at__isnull=False)
+    if exchange is not None:
+        files = files.filter(exchange=exchange)
+    if query.start is not None:
+        files = files.filter(day__gte=day_of(query.start))
+    if query.end is not None:
+        files = files.filter(day__lte=day_of(query.end))
+    if page.after is not None:
+        moment = page.after[0]
+        bound = "day__lte" if page.descending else "day__gte"
+        files = files.filter(**{bound: day_of(moment)})
+        where &= _after_row(page.after, page.descending)
+    by_day: dict[date, list[str]] = {}
+    for record in files.order_by("-day" if page.descending else "day"):
+        by_day.setdefault(record.day, []).append(str(archive_dir() / record.path))
+    rows: list[dict[str, Any]] = []
+    columns = list(dict.fromkeys([*fields, "timestamp", "id"]))
+    order = "descending" if page.descending else "ascending"
+    for paths in by_day.values():
+        try:
+            table = ds.dataset(paths, format="parquet").to_table(columns=columns, filter=where)
+        except (OSError, pa.ArrowException) as error:
+            names = ", ".join(Path(p).relative_to(archive_dir()).as_posix() for p in paths)
+            raise ArchiveError(f"archive files cannot be read: {names}") from error
+        table = table.sort_by([("timestamp", order), ("id", order)]).select(list(fields))
+        rows.extend(table.slice(0, page.limit - len(rows)).to_pylist())
+        if len(rows) >= page.limit:
+            break
+    json_fields = {"data", "raw_data"}
+    for row in rows:
+        for name in as_text:
+            row[name] = decimal_text(row[name])
+        for name in json_fields.intersection(row):
+            if row[name] is not None:
+                row[name] = json.loads(row[name])
+    return rows
+
+
+def _after_row(after: tuple[datetime, int], descending: bool) -> ds.Expression:
+    moment, row_id = after
+    if descending:
+        return (ds.field("timestamp") < moment) | (
+            (ds.field("timestamp") == moment) & (ds.field("id") < row_id)
+        )
+    return (ds.field("timestamp") > moment) | (
+        (ds.field("timestamp") == moment) & (ds.field("id") > row_id)
+    )
+
+
+def merge_pages(
+    stored: list[dict[str, Any]], archived: list[dict[str, Any]], descending: bool
+) -> list[dict[str, Any]]:
+    """Rows of both sources in page order, each (timestamp, id) once: a row restored from
+    the archive into the database is the same row."""
+    merged = {(row["timestamp"], row["id"]): row for row in archived}
+    merged.update({(row["timestamp"], row["id"]): row for row in stored})
+    return [merged[key] for key in sorted(merged, reverse=descending)]

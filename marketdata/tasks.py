@@ -1,7 +1,7 @@
 """Celery tasks of the market-data app: thin wrappers around its services."""
 
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -9,6 +9,8 @@ from django.db import connection
 
 from marketdata.backups.encryption import BackupError
 from marketdata.backups.jobs import run_backup, run_restore_drill
+from marketdata.partitions import ensure_partitions
+from marketdata.retention import apply_retention, keep_from, yield_cpu
 from marketdata.rollups import rollup_recent_candles
 from marketdata.times import parse_time
 
@@ -65,3 +67,19 @@ def restore_drill() -> dict:
     if not drill.ok:
         raise BackupError(drill.detail)
     return {"backup": drill.backup_file, "rows": drill.rows, "sampled_rows": drill.sampled_rows}
+
+
+@shared_task(name="marketdata.retention", time_limit=3600, soft_time_limit=3500)
+def retention(now: str | None = None) -> dict:
+    """Archive and remove what is past its retention window (docs/data-lifecycle.md)."""
+    yield_cpu()
+    report = apply_retention(parse_time(now) if now else None, time_limit=3000)
+    return {"ok": report.ok, "actions": report.actions, "errors": report.errors}
+
+
+@shared_task(name="marketdata.create_partitions", time_limit=300, soft_time_limit=270)
+def create_partitions(now: str | None = None) -> dict:
+    """Create the daily partitions of the coming PARTITIONS_AHEAD_DAYS days (PostgreSQL)."""
+    moment = parse_time(now) if now else datetime.now(UTC)
+    created = ensure_partitions(moment, settings.PARTITIONS_AHEAD_DAYS, keep_from(moment))
+    return {"created": created}

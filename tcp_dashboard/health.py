@@ -23,6 +23,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collectors.hosting.reconcile import collector_states
+from marketdata.backups.status import backup_status
+from marketdata.footprint import lifecycle_health
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +122,6 @@ def check_backups() -> Check:
     (marketdata/backups/status.py); a fresh install gets that long for its first."""
     if connection.vendor != "postgresql":
         return Check(True, "not checked: backups need PostgreSQL (embedded SQLite mode)")
-    from marketdata.backups.status import backup_status
-
     try:
         status = backup_status()
     except DatabaseError as error:
@@ -130,12 +130,28 @@ def check_backups() -> Check:
     return Check(status.ok, status.detail)
 
 
+# Data lifecycle (docs/data-lifecycle.md) --------------------------------------------
+
+
+def check_storage() -> Check:
+    """The last retention run and its archive writes succeeded and tomorrow's partitions
+    exist; the detail gives the database and archive sizes, their growth per day and the
+    oldest day kept of each kind of data."""
+    try:
+        health = lifecycle_health()
+    except DatabaseError as error:
+        logger.warning("health: storage check failed: %s", error)
+        return Check(False, "storage cannot be measured")
+    return Check(health.ok, health.detail)
+
+
 CHECKS: dict[str, Callable[[], Check]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "collectors": check_collectors,
     "backups": check_backups,
+    "storage": check_storage,
 }
 
 
@@ -170,7 +186,10 @@ class Health(APIView):
     @extend_schema(
         operation_id="health",
         summary="Platform health",
-        description="Database, Redis, broker and collectors: 200 when all are healthy, else 503.",
+        description=(
+            "Database, Redis, broker, collectors, backups and storage (retention, archive, "
+            "partitions): 200 when all are healthy, else 503."
+        ),
         responses={200: HEALTH, 503: HEALTH},
         tags=["health"],
     )

@@ -5,12 +5,22 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from collectors.models import CollectorStatus, Exchange, TradingPair
-from marketdata.models import Candle, MarketData, RawTrade
+from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
+from marketdata.models import ArchiveFile, Candle, MarketData, RawTrade, RetentionRun
+from marketdata.retention import apply_retention
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Exchange, TradingPair, CollectorStatus, RawTrade, MarketData, Candle]
+MODELS = [
+    Exchange,
+    TradingPair,
+    CollectorStatus,
+    RawTrade,
+    MarketData,
+    Candle,
+    ArchiveFile,
+    RetentionRun,
+]
 
 
 @pytest.fixture
@@ -151,3 +161,42 @@ def test_the_stop_action_disables_the_pair(staff_client, some_data, redis_client
     assert sent == ["okx:BTC-USDT: stop sent (disabled)"]
     pair.refresh_from_db()
     assert pair.enabled is False
+
+
+def test_a_retention_run_shows_the_storage_of_each_kind_of_data(
+    staff_client, some_data, settings, tmp_path
+):
+    settings.ARCHIVE_DIR = tmp_path
+    apply_retention()
+    run = RetentionRun.objects.get()
+    url = reverse("admin:marketdata_retentionrun_change", args=[run.pk])
+    page = staff_client.get(url).content.decode().lower()
+    for text in (
+        "database",
+        "archive",
+        "growth per day",
+        "oldest in database",
+        "trade",
+        "orderbook",
+    ):
+        assert text in page
+    assert run.storage["trade"]["oldest_in_database"] == timezone.now().date().isoformat()
+
+
+def test_an_exchange_keeps_its_own_retention_windows(staff_client, some_data):
+    url = reverse("admin:collectors_exchange_change", args=[some_data.pk])
+    form = staff_client.get(url).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    data.update(
+        {
+            "trading_pairs-TOTAL_FORMS": "0",
+            "trading_pairs-INITIAL_FORMS": "0",
+            "retention-TOTAL_FORMS": "1",
+            "retention-INITIAL_FORMS": "0",
+            "retention-0-kind": "orderbook",
+            "retention-0-days": "1",
+        }
+    )
+    response = staff_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert ExchangeRetention.objects.get(exchange=some_data).days == 1

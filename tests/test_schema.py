@@ -104,12 +104,31 @@ def test_raw_trades_has_the_spec_columns():
 
 
 def test_raw_trades_has_the_spec_unique_key_and_indexes():
-    assert unique_constraints("raw_trades") == {("exchange", "symbol", "trade_id")}
+    # Partitioned by day: the unique key is kept in raw_trade_keys (docs/data-model.md).
+    assert unique_constraints("raw_trade_keys") == {("exchange", "symbol", "trade_id")}
     assert index_columns("raw_trades") == {
-        ("exchange", "symbol", "trade_id"),  # the unique constraint's own index
         ("exchange", "symbol", "timestamp"),
         ("timestamp",),
     }
+
+
+def test_raw_trades_and_market_data_are_partitioned_with_their_primary_keys():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname, pg_get_partkeydef(c.oid), pg_get_constraintdef(k.oid)
+            FROM pg_class c JOIN pg_constraint k ON k.conrelid = c.oid AND k.contype = 'p'
+            WHERE c.relname IN ('raw_trades', 'market_data', 'market_data_orderbook')
+            ORDER BY 1
+            """
+        )
+        found = cursor.fetchall()
+    market_key = 'PRIMARY KEY (id, data_type, "timestamp")'
+    assert found == [
+        ("market_data", "LIST (data_type)", market_key),
+        ("market_data_orderbook", 'RANGE ("timestamp")', market_key),
+        ("raw_trades", 'RANGE ("timestamp")', 'PRIMARY KEY (id, "timestamp")'),
+    ]
 
 
 def test_candles_are_unique_per_exchange_symbol_timeframe_and_end():

@@ -319,6 +319,12 @@ class MarketGenerator:
         step.trade = self._walks[inst_id].step(step.changes)
         return step
 
+    def move_quotes(self, inst_id: str) -> MarketStep:
+        """A quote change that is not a trade (quotes move far more often than trades)."""
+        step = MarketStep(None)
+        self._walks[inst_id]._move_quotes(step.changes)
+        return step
+
     def next_trade(self, inst_id: str) -> MarketStep:
         """Market events up to and including the next trade, with every level they changed."""
         walk = self._walks[inst_id]

@@ -316,6 +316,8 @@ class _Market:
                 asyncio.create_task(self._run_trades()),
                 asyncio.create_task(self._run_pushes()),
             ]
+            if self.sim.quote_rate > 0:
+                self.tasks.append(asyncio.create_task(self._run_quotes()))
             for task in self.tasks:
                 task.add_done_callback(self._log_failure)
 
@@ -384,6 +386,17 @@ class _Market:
             for client in list(self.subs["trades"]):
                 await client.drain()
             await asyncio.sleep(0)
+
+    async def _run_quotes(self) -> None:
+        interval = 1.0 / self.sim.quote_rate
+        while True:
+            await self._ready()
+            changes = self.sim.generator.move_quotes(self.inst_id).changes
+            self.seq += len(changes)
+            if self.subs["books"]:
+                for change in changes:
+                    self.pending[(change.side, change.ticks)] = None
+            await asyncio.sleep(interval)
 
     async def _run_pushes(self) -> None:
         sim = self.sim
@@ -692,6 +705,7 @@ class OkxSimulator(SimulatorServer):
         tickers_interval: float = 1.0,
         candle_interval: float = 1.0,
         books_heartbeat: float = 5.0,
+        quote_rate: float = 0.0,
         notice_delay: float = 2.0,
         linger: float = 0.0,
         clock: Callable[[], int] | None = None,
@@ -706,6 +720,8 @@ class OkxSimulator(SimulatorServer):
         self.tickers_interval = tickers_interval
         self.candle_interval = candle_interval
         self.books_heartbeat = books_heartbeat
+        # quote changes a second per instrument besides those trades make (0: none)
+        self.quote_rate = float(quote_rate)
         self.notice_delay = notice_delay
         # seconds a market keeps trading after its last subscriber left, as OKX trades
         # whether anyone listens or not; trades a reconnecting client missed come from REST

@@ -56,14 +56,28 @@ CREATE TEMPORARY TABLE IF NOT EXISTS raw_trades_stage (
     timestamp TIMESTAMPTZ, raw_data JSONB
 ) ON COMMIT DELETE ROWS
 """
+# raw_trades is partitioned by day; its unique key (exchange, symbol, trade_id) lives in
+# raw_trade_keys, kept by triggers (docs/data-model.md). A batch is first made unique in
+# Python, so one statement never holds the same trade twice.
 INSERT_FROM_STAGE = f"""
-INSERT INTO raw_trades ({STAGE_COLUMNS}) SELECT {STAGE_COLUMNS} FROM raw_trades_stage
-ON CONFLICT (exchange, symbol, trade_id) DO NOTHING
+INSERT INTO raw_trades ({STAGE_COLUMNS}) SELECT {STAGE_COLUMNS} FROM raw_trades_stage s
+WHERE NOT EXISTS (
+    SELECT 1 FROM raw_trade_keys k
+    WHERE k.exchange = s.exchange AND k.symbol = s.symbol AND k.trade_id = s.trade_id
+)
 """
 
 
+def first_of_each_trade(trades: list[Row]) -> list[Row]:
+    """The rows with distinct (exchange, symbol, trade_id), the first of each, in order."""
+    seen: dict[tuple, Row] = {}
+    for row in trades:
+        seen.setdefault((row[0], row[1], row[2]), row)
+    return trades if len(seen) == len(trades) else list(seen.values())
+
+
 class PostgresBackend:
-    """One psycopg connection: COPY into a staging table, then INSERT ... ON CONFLICT DO NOTHING."""
+    """One psycopg connection: COPY into a staging table, then INSERT the trades not stored."""
 
     data_errors = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 
@@ -97,7 +111,7 @@ class PostgresBackend:
         with self._conn.cursor() as cursor:
             if trades:
                 with cursor.copy(f"COPY raw_trades_stage ({STAGE_COLUMNS}) FROM STDIN") as copy:
-                    for row in trades:
+                    for row in first_of_each_trade(trades):
                         copy.write_row(row)
                 cursor.execute(INSERT_FROM_STAGE)
                 inserted = cursor.rowcount

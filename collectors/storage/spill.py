@@ -49,7 +49,7 @@ def write_spill_file(directory: Path, first_seq: int, rows: list[Row]) -> SpillF
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return SpillFile(path, first_seq, last_seq)
 
 
@@ -66,7 +66,8 @@ def row_of_line(line: bytes) -> Row | None:
     return row if len(row) in (TRADE_ROW_LENGTH, MARKET_ROW_LENGTH) else None
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in `directory` durable."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

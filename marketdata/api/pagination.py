@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from collectors.times import EPOCH
-from marketdata.selectors import fetch_values
+from marketdata.selectors import ArchivedPage, fetch_values, merge_pages
 
 CURSOR_VERSION = "1"
 MICROSECOND = timedelta(microseconds=1)
@@ -97,15 +98,25 @@ def paginate(
     request: PageRequest,
     *,
     as_text: frozenset[str] = frozenset(),
+    archived: Callable[[ArchivedPage], list[dict[str, Any]]] | None = None,
 ) -> Page:
-    """One page of `fields` (which must include timestamp and id) in the requested order."""
+    """One page of `fields` (which must include timestamp and id) in the requested order;
+    with `archived`, merged with the rows it reads from the archive for the same page."""
     if request.descending:
         queryset = queryset.order_by("-timestamp", "-id")
     else:
         queryset = queryset.order_by("timestamp", "id")
     if request.cursor is not None:
         queryset = _after(queryset, request.cursor)
-    rows = fetch_values(queryset[: request.limit + 1], fields, as_text=as_text)
+    old_rows = []
+    if archived is not None:
+        cursor = request.cursor
+        after = None if cursor is None else (cursor.timestamp, cursor.id)
+        old_rows = archived(ArchivedPage(request.limit + 1, after, request.descending))
+    # A row restored from the archive is in both: fetch enough to fill the page anyway.
+    rows = fetch_values(queryset[: request.limit + 1 + len(old_rows)], fields, as_text=as_text)
+    if old_rows:
+        rows = merge_pages(rows, old_rows, request.descending)[: request.limit + 1]
     if len(rows) <= request.limit:
         return Page(rows=rows, next_cursor=None)
     rows = rows[: request.limit]

@@ -5,11 +5,13 @@ The platform's health (/api/v1/health/) is answered by tcp_dashboard.health.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,7 +34,10 @@ from marketdata.api.serializers import (
     TradePageSerializer,
     TradeSerializer,
 )
+from marketdata.archive import ArchiveError
 from marketdata.candles import CandleValue
+
+logger = logging.getLogger(__name__)
 
 DETAIL = {
     "type": "object",
@@ -79,10 +84,15 @@ class ApiView(APIView):
 
 
 def page_response(
-    request: Request, queryset: QuerySet, serializer: type, page_request: PageRequest
+    request: Request,
+    queryset: QuerySet,
+    serializer: type,
+    page_request: PageRequest,
+    archived: Callable | None = None,
 ) -> Response:
     """One page of rows, and a `next` link (also an RFC 8288 Link header) when there are more."""
-    page = paginate(queryset, serializer.COLUMNS, page_request, as_text=serializer.TEXT_COLUMNS)
+    columns, as_text = serializer.COLUMNS, serializer.TEXT_COLUMNS
+    page = paginate(queryset, columns, page_request, as_text=as_text, archived=archived)
     headers = {}
     next_url = None
     if page.next_cursor is not None:
@@ -92,6 +102,24 @@ def page_response(
     shape = serializer().to_representation
     body = {"next": next_url, "results": [shape(row) for row in page.rows]}
     return Response(body, headers=headers)
+
+
+# Archived ranges (docs/data-lifecycle.md): days whose rows have left the database are
+# read from the Parquet archive and merged into the page, in the same format.
+class ArchiveUnavailable(APIException):
+    status_code = 503
+    default_code = "archive_unavailable"
+
+
+def from_archive(select: Callable, query: Any, serializer: type) -> Callable:
+    def rows(page: Any) -> list:
+        try:
+            return select(query, page, serializer.COLUMNS, serializer.TEXT_COLUMNS)
+        except ArchiveError as error:
+            logger.error("archive unreadable: %s (%s)", error, error.__cause__)
+            raise ArchiveUnavailable(f"{error}; try again later") from error
+
+    return rows
 
 
 class TradeList(ApiView):
@@ -105,7 +133,8 @@ class TradeList(ApiView):
     )
     def get(self, request: Request) -> Response:
         query, page_request = params.trade_query(request.query_params)
-        return page_response(request, selectors.trades(query), TradeSerializer, page_request)
+        old = from_archive(selectors.archived_trades, query, TradeSerializer)
+        return page_response(request, selectors.trades(query), TradeSerializer, page_request, old)
 
 
 class CandleList(ApiView):
@@ -139,7 +168,8 @@ class CandleList(ApiView):
                 series.reverse()
             shape = CandleSerializer().to_representation
             return Response({"next": None, "results": [shape(candle_row(c)) for c in series]})
-        return page_response(request, selectors.candles(query), CandleSerializer, page_request)
+        old = from_archive(selectors.archived_candles, query, CandleSerializer)
+        return page_response(request, selectors.candles(query), CandleSerializer, page_request, old)
 
 
 def candle_row(candle: CandleValue) -> dict[str, Any]:
@@ -166,7 +196,8 @@ class MarketDataList(ApiView):
     def get(self, request: Request) -> Response:
         query, page_request = params.market_data_query(request.query_params)
         queryset = selectors.market_data(query)
-        return page_response(request, queryset, MarketDataSerializer, page_request)
+        old = from_archive(selectors.archived_market_data, query, MarketDataSerializer)
+        return page_response(request, queryset, MarketDataSerializer, page_request, old)
 
 
 class OrderBookLatest(ApiView):

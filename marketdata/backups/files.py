@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from collectors.storage.spill import fsync_directory
 from marketdata.backups.encryption import BackupError
 
 BACKUP_SUFFIX = ".dump.enc"
@@ -127,14 +128,6 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
 def write_json_atomically(path: Path, data: dict) -> None:
     with atomic_file(path) as handle:
         handle.write(json.dumps(data, indent=2, sort_keys=True).encode() + b"\n")
-
-
-def fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 @contextlib.contextmanager

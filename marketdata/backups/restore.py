@@ -185,8 +185,12 @@ def run_restore(
     failure, and if this process dies its input closes with no COMMIT: either way the
     server rolls the transaction back."""
     restore_command = [pg_restore, "--no-owner", "--file=-"]
-    if clean:
-        restore_command += ["--clean", "--if-exists"]
+    # Over a database that holds tables, start from an empty public schema inside the same
+    # transaction: pg_restore's own --clean drops objects one by one, which partitioned
+    # tables refuse (a partition's inherited constraints cannot be dropped alone).
+    begin = (
+        b"BEGIN;\nDROP SCHEMA public CASCADE;\nCREATE SCHEMA public;\n" if clean else b"BEGIN;\n"
+    )
     psql_command = [psql, "--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1"]
     psql_command += ["--file=-", f"--dbname={target.url}"]
     with tempfile.TemporaryFile() as restore_errors, tempfile.TemporaryFile() as psql_errors:
@@ -208,7 +212,7 @@ def run_restore(
         feeder.start()
         committed = False
         try:
-            sql_in.stdin.write(b"BEGIN;\n")
+            sql_in.stdin.write(begin)
             relay(archive_in.stdout, sql_in.stdin)
             feeder.join()
             if feeder.error is not None:

@@ -283,3 +283,25 @@ BACKUP_TIME_LIMIT = env_number("BACKUP_TIME_LIMIT", 6 * 3600, minimum=120, cast=
 BACKUP_DRILL_SAMPLE_ROWS = env_number("BACKUP_DRILL_SAMPLE_ROWS", 200, cast=int)
 if BACKUP_COMPRESSION > 9:
     raise ImproperlyConfigured(f"BACKUP_COMPRESSION must be 0 to 9, not {BACKUP_COMPRESSION}")
+
+# Data lifecycle (docs/data-lifecycle.md). Days each kind of data stays in the database
+# (its hot window, editable per exchange in the admin); older days are written to Parquet
+# files under ARCHIVE_DIR first (those kinds that are archived), then removed.
+RETENTION_DAYS = {
+    "trade": env_number("RETENTION_TRADE_DAYS", 30, minimum=1, cast=int),
+    "orderbook": env_number("RETENTION_ORDERBOOK_DAYS", 2, minimum=1, cast=int),
+    "ticker": env_number("RETENTION_TICKER_DAYS", 7, minimum=1, cast=int),
+    "candle": env_number("RETENTION_CANDLE_DAYS", 7, minimum=1, cast=int),
+    "balance": env_number("RETENTION_BALANCE_DAYS", 365, minimum=1, cast=int),
+    "candles": env_number("RETENTION_CANDLES_DAYS", 730, minimum=1, cast=int),
+    "candles_1s": env_number("RETENTION_CANDLES_1S_DAYS", 2, minimum=1, cast=int),
+    "collector_status": env_number("RETENTION_COLLECTOR_STATUS_DAYS", 7, minimum=1, cast=int),
+}
+ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(VAR_DIR / "archive")))
+# The retention task and command lower their process's CPU priority by this (os.nice),
+# so collectors on the same machine keep their latency; 0 leaves it.
+RETENTION_NICE = env_number("RETENTION_NICE", 10, cast=int)
+# After each 10,000 rows it archives, retention rests this many times as long as they took.
+ARCHIVE_PACE = env_number("ARCHIVE_PACE", 1.0)
+# Daily partitions (PostgreSQL) are created this many days ahead.
+PARTITIONS_AHEAD_DAYS = env_number("PARTITIONS_AHEAD_DAYS", 7, minimum=2, cast=int)

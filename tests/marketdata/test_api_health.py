@@ -1,11 +1,14 @@
 """GET /api/v1/health/: 200 when database, Redis, broker and collectors are fine, else 503."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from rest_framework.test import APIClient
 
 from collectors.hosting import leases
 from collectors.hosting.heartbeat import Heartbeat, publish
 from collectors.models import Exchange, TradingPair
+from marketdata.models import RetentionRun
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +40,14 @@ def test_it_is_200_for_anyone_when_everything_answers(redis_client):
     code, body = health()
     assert code == 200
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "redis", "broker", "collectors", "backups"}
+    assert set(body["checks"]) == {
+        "database",
+        "redis",
+        "broker",
+        "collectors",
+        "backups",
+        "storage",
+    }
     assert all(check["ok"] for check in body["checks"].values())
 
 
@@ -103,3 +113,29 @@ def test_it_is_never_throttled(settings, redis_client):
         "DEFAULT_THROTTLE_RATES": {"user": "1/minute", "anon": "1/minute"},
     }
     assert [health()[0] for _ in range(3)] == [200, 200, 200]
+
+
+def test_storage_says_how_much_is_stored_and_is_503_when_retention_failed(redis_client):
+    earlier = datetime.now(UTC) - timedelta(days=1)
+    RetentionRun.objects.create(
+        started_at=earlier, finished_at=earlier, ok=True, database_bytes=10**6, archive_bytes=0
+    )
+    code, body = health()
+    assert code == 200
+    detail = body["checks"]["storage"]["detail"]
+    assert detail.startswith("database ") and ", archive 0 B (" in detail
+    now = datetime.now(UTC)
+    RetentionRun.objects.create(
+        started_at=now,
+        finished_at=now,
+        ok=False,
+        error="trade: archive write failed (no space left on device)",
+        database_bytes=3 * 10**6,
+        archive_bytes=5000,
+    )
+    code, body = health()
+    assert code == 503
+    storage = body["checks"]["storage"]
+    assert storage["ok"] is False
+    assert "archive write failed (no space left on device)" in storage["detail"]
+    assert "(2.0 MB/day)" in storage["detail"]  # database growth over the last day

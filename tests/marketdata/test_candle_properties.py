@@ -291,6 +291,8 @@ def test_every_trade_lands_in_the_candle_whose_interval_holds_it(trades):
 
 
 def store_trades(trades: list[dict]) -> None:
+    """Store what raw_trades keeps of the stream. (A repeated trade id is refused, not
+    ignored, by ON CONFLICT DO NOTHING: the key is in raw_trade_keys, docs/data-model.md.)"""
     RawTrade.objects.all().delete()
     Candle.objects.all().delete()
     RawTrade.objects.bulk_create(
@@ -304,9 +306,8 @@ def store_trades(trades: list[dict]) -> None:
                 side="buy",
                 timestamp=t["ts"],
             )
-            for t in sorted(trades, key=lambda t: t["arrival"])
-        ],
-        ignore_conflicts=True,
+            for t in first_arrivals(trades)
+        ]
     )
 
 
