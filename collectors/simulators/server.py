@@ -215,8 +215,10 @@ class SimulatorServer:
     fault_kinds: ClassVar[tuple[str, ...]] = COMMON_FAULTS
     malformed_frames: ClassVar[tuple[bytes, ...]] = (b"{not json", Binary(b"\x00\xff\xfe"))
     idle_close_code: ClassVar[int] = 1000
-    # Server-sent protocol pings (seconds between them), or None when the exchange sends none
+    # Server-sent protocol pings (seconds between them), or None when the exchange sends none,
+    # and the seconds a pong may take before the connection is closed
     protocol_ping_interval: ClassVar[float | None] = None
+    protocol_ping_timeout: ClassVar[float | None] = 20.0
     max_message_size: ClassVar[int] = 64 * 1024  # the largest message a client may send
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 30.0):
@@ -256,6 +258,9 @@ class SimulatorServer:
     def describe(self) -> str:
         """One line saying where it listens, printed once it does."""
         return f"Simulating {self.name}: {self.rest_url}"
+
+    def on_connect(self, client: Client) -> None:
+        """A client connected (its request path and query are in client.conn.request)."""
 
     def on_message(self, client: Client, message: str | bytes) -> None:
         """A message a client sent."""
@@ -331,6 +336,7 @@ class SimulatorServer:
             process_request=self._process_request,
             compression=None,
             ping_interval=self.protocol_ping_interval,
+            ping_timeout=self.protocol_ping_timeout,
             close_timeout=2,
             max_size=self.max_message_size,
             write_limit=512 * 1024,
@@ -455,6 +461,7 @@ class SimulatorServer:
             conn.transport.pause_reading()
         watchdog = asyncio.create_task(self._close_when_idle(client))
         try:
+            self.on_connect(client)
             async for message in conn:
                 client.last_activity = self.loop.time()
                 try:
