@@ -1,4 +1,4 @@
-"""Fixtures for collector tests: the OKX simulator, collector configs and a storage sink."""
+"""Fixtures for collector tests: the simulators, collector configs and a storage sink."""
 
 import itertools
 
@@ -6,6 +6,7 @@ import pytest
 
 from collectors.simulators.okx import OkxSimulator
 from collectors.storage.sink import StorageSink
+from tests.helpers import simulated_market
 
 _names = itertools.count()
 
@@ -16,6 +17,19 @@ def simulator():
     sim.start()
     yield sim
     sim.stop()
+
+
+@pytest.fixture(params=["okx", "binance"])
+def market(request):
+    """Each exchange's simulator in turn, for the tests of exchange-neutral behaviour."""
+    with simulated_market(request.param, seed=7, rate=50.0) as running:
+        yield running
+
+
+@pytest.fixture
+def binance():
+    with simulated_market("binance", seed=7, rate=50.0, kline_interval=0.5) as running:
+        yield running
 
 
 @pytest.fixture
