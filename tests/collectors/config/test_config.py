@@ -189,7 +189,8 @@ def test_sections_other_than_the_public_url_may_be_left_out():
 
 def test_an_unknown_exchange_is_named_with_the_supported_ones():
     assert_error(
-        spec_example(exchange="krakenx"), "exchange: unknown exchange 'krakenx' (supported: binance, okx)"
+        spec_example(exchange="krakenx"),
+        "exchange: unknown exchange 'krakenx' (supported: binance, okx)",
     )
 
 

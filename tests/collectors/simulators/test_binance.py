@@ -1,6 +1,7 @@
 """The Binance simulator speaks Binance's protocol: streams, live subscriptions, limits,
 pings, the connection lifetime, REST with its error answers, and faults."""
 
+import itertools
 import json
 import time
 import urllib.error
@@ -158,7 +159,7 @@ def test_diff_depth_updates_chain_onto_the_rest_snapshot(sim):
     updates = [m["data"] for m in receive(ws, 10)]
     ws.close()
     chain = [first, *updates]
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after["U"] == before["u"] + 1
     last_id = snapshot["lastUpdateId"]
     assert any(u["U"] <= last_id + 1 <= u["u"] for u in chain) or chain[-1]["u"] <= last_id
@@ -170,7 +171,7 @@ def test_a_depth_gap_fault_skips_an_update_id(sim):
     sim.fault("depth_gap")
     updates = [m["data"] for m in [*before, *receive(ws, 5)]]
     ws.close()
-    gaps = [b["U"] - a["u"] for a, b in zip(updates, updates[1:], strict=False)]
+    gaps = [b["U"] - a["u"] for a, b in itertools.pairwise(updates)]
     assert 2 in gaps
 
 
