@@ -47,6 +47,7 @@ from collectors.simulators.server import (
     Client,
     Connection,
     Fault,
+    MarketFeed,
     SimulatorServer,
     dumps,
     json_response,
@@ -152,15 +153,16 @@ def stream_channel(stream: str) -> tuple[str, str] | None:
     return (symbol.upper(), channel) if known else None
 
 
-class _Market:
+class _Market(MarketFeed):
     """One symbol: its subscribers, its trades and aggregates, its book's update id."""
 
+    sim: BinanceSimulator
+
     def __init__(self, sim: BinanceSimulator, instrument: Instrument) -> None:
-        self.sim = sim
+        super().__init__(sim, instrument.inst_id)
         self.instrument = instrument
         self.symbol = instrument.inst_id
         self.prefix = self.symbol.lower() + "@"
-        self.subs: dict[str, set[Client]] = defaultdict(set)
         self.tape = Tape(False)
         # (id, px, sz, side, ts): every trade made, and those sent on some trade stream
         self.generated: list[tuple[int, str, str, str, int]] = []
@@ -174,73 +176,9 @@ class _Market:
         self.pushed_id = dict.fromkeys(DIFF_DEPTH, self.update_id)
         self.best_sig: Any = None
         self.klines: dict[str, int] = {}  # interval -> start of the kline being pushed
-        self.paused = False
-        self.resumed = asyncio.Event()
-        self.resumed.set()
-        self.tasks: list[asyncio.Task] = []
-        self.linger_end: asyncio.TimerHandle | None = None
 
-    # lifecycle: the market moves while someone listens, and `linger` seconds after
-
-    def activate(self) -> None:
-        if self.linger_end is not None:
-            self.linger_end.cancel()
-            self.linger_end = None
-        if not self.tasks:
-            self.tasks = [
-                asyncio.create_task(self._run_trades()),
-                asyncio.create_task(self._run_pushes()),
-            ]
-
-    def deactivate_if_idle(self) -> None:
-        if any(self.subs.values()) or self.linger_end is not None:
-            return
-        if self.tasks and self.sim.linger > 0:
-            self.linger_end = self.sim.loop.call_later(self.sim.linger, self._stop_if_idle)
-        else:
-            self._stop_if_idle()
-
-    def _stop_if_idle(self) -> None:
-        self.linger_end = None
-        if not any(self.subs.values()):
-            for task in self.tasks:
-                task.cancel()
-            self.tasks = []
-
-    def set_paused(self, paused: bool) -> None:
-        self.paused = paused
-        self.resumed.clear() if paused else self.resumed.set()
-
-    async def _ready(self) -> bool:
-        waited = False
-        while self.sim.stalled or self.paused:
-            waited = True
-            await self.sim.unstalled.wait()
-            await self.resumed.wait()
-        return waited
-
-    async def _run_trades(self) -> None:
-        loop, rate = self.sim.loop, self.sim.rate
-        if rate <= 0:  # as fast as the subscribers take them (throughput benchmarks)
-            while True:
-                await self._ready()
-                self.emit_trades(100)
-                for client in list(self.subs["trade"] | self.subs["aggTrade"]):
-                    await client.drain()
-                await asyncio.sleep(0)
-        interval = 1.0 / rate
-        due = loop.time()
-        while True:
-            if await self._ready():
-                due = loop.time()
-            now = loop.time()
-            if now - due > 1.0:
-                due = now  # fell behind (a slow loop): carry on, but do not burst
-            if now >= due:
-                count = int((now - due) / interval) + 1
-                self.emit_trades(count)
-                due += count * interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
+    def trade_clients(self) -> set[Client]:
+        return self.subs["trade"] | self.subs["aggTrade"]
 
     async def _run_pushes(self) -> None:
         sim, loop = self.sim, self.sim.loop

@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import zlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -42,6 +42,7 @@ from collectors.simulators.server import (
     Client,
     Connection,
     Fault,
+    MarketFeed,
     SimulatorServer,
     dumps,
     json_response,
@@ -206,14 +207,14 @@ _MALFORMED = (
 )
 
 
-class _Market:
+class _Market(MarketFeed):
     """One instrument: its subscribers, the trades it sent, its book sequence and pushes."""
 
+    sim: OkxSimulator
+
     def __init__(self, sim: OkxSimulator, instrument: Instrument, seq_start: int) -> None:
-        self.sim = sim
+        super().__init__(sim, instrument.inst_id)
         self.instrument = instrument
-        self.inst_id = instrument.inst_id
-        self.subs: dict[str, set[Client]] = defaultdict(set)
         self.tape = Tape(instrument.contract_type == "inverse")
         self.sent: list[tuple[int, str, str, str, int]] = []  # (tradeId, px, sz, side, ts)
         self.generated: list[tuple[int, str, str, str, int]] = []  # sent or not, as REST has them
@@ -224,95 +225,13 @@ class _Market:
         self.books5_sig: Any = None
         self.ticker_sig: Any = None
         self.candles: dict[str, list] = {}  # bar -> [start of the bar being pushed, last row]
-        self.paused = False
-        self.resumed = asyncio.Event()
-        self.resumed.set()
-        self.tasks: list[asyncio.Task] = []
-        self.linger_end: asyncio.TimerHandle | None = None
         self.trades_arg = f'{{"channel":"trades","instId":"{self.inst_id}"}}'
         self.trade_head = (
             f'{{"arg":{self.trades_arg},"data":[{{"instId":"{self.inst_id}","tradeId":"'
         )
 
-    # Lifecycle: the market moves only while someone listens, and `linger` seconds after.
-
-    def activate(self) -> None:
-        if self.linger_end is not None:
-            self.linger_end.cancel()
-            self.linger_end = None
-        if not self.tasks:
-            self.tasks = [
-                asyncio.create_task(self._run_trades()),
-                asyncio.create_task(self._run_pushes()),
-            ]
-            for task in self.tasks:
-                task.add_done_callback(self._log_failure)
-
-    def _log_failure(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "OKX simulator: %s stopped on an error", self.inst_id, exc_info=task.exception()
-            )
-
-    def deactivate_if_idle(self) -> None:
-        if any(self.subs.values()) or self.linger_end is not None:
-            return
-        if self.tasks and self.sim.linger > 0:
-            self.linger_end = self.sim.loop.call_later(self.sim.linger, self._stop_if_idle)
-        else:
-            self._stop_if_idle()
-
-    def _stop_if_idle(self) -> None:
-        self.linger_end = None
-        if not any(self.subs.values()):
-            for task in self.tasks:
-                task.cancel()
-            self.tasks = []
-
-    def set_paused(self, paused: bool) -> None:
-        self.paused = paused
-        if paused:
-            self.resumed.clear()
-        else:
-            self.resumed.set()
-
-    async def _ready(self) -> bool:
-        """Wait out a stall or a pause; True if there was anything to wait for."""
-        waited = False
-        while self.sim.stalled or self.paused:
-            waited = True
-            await self.sim.unstalled.wait()
-            await self.resumed.wait()
-        return waited
-
-    async def _run_trades(self) -> None:
-        loop = self.sim.loop
-        rate = self.sim.rate
-        if rate <= 0:
-            await self._run_flat_out()
-            return
-        interval = 1.0 / rate
-        due = loop.time()
-        while True:
-            if await self._ready():
-                due = loop.time()
-            now = loop.time()
-            if now - due > 1.0:
-                due = now  # fell behind (a slow loop): carry on, but do not burst
-            if now >= due:
-                count = int((now - due) / interval) + 1
-                self.emit_trades(count)
-                due += count * interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-
-    async def _run_flat_out(self) -> None:
-        """Trades as fast as the subscribers take them (rate 0, for throughput benchmarks)."""
-        while True:
-            await self._ready()
-            self.emit_trades(100)
-            for client in list(self.subs["trades"]):
-                await client.drain()
-            await asyncio.sleep(0)
+    def trade_clients(self) -> set[Client]:
+        return self.subs["trades"]
 
     async def _run_pushes(self) -> None:
         sim = self.sim
