@@ -146,8 +146,8 @@ def memory(counts: tuple[int, ...], exchange: str) -> dict:
     started = 0
     try:
         for count in counts:
-            for symbol in symbols[started:count]:
-                collector = ExchangeFactory.create_collector(simulator.config(symbol))
+            for name in symbols[started:count]:
+                collector = ExchangeFactory.create_collector(simulator.config(name))
                 manager.add_collector(collector)
                 asyncio.run(collector.start())
             started = count
