@@ -29,7 +29,7 @@ SECRETS = {
 def send_frame(simulator: OkxSimulator, frame: bytes) -> None:
     """Push one frame to every connected client (no fault echoes credentials, so this one
     stands for a frame that carries them)."""
-    simulator._in_loop(lambda: [client.send_many([frame]) for client in simulator._clients])
+    simulator.in_loop(lambda: [client.send_many([frame]) for client in simulator.clients()])
 
 
 def credential_frame() -> bytes:
