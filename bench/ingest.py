@@ -1,10 +1,11 @@
-"""Ingest benchmark: OKX simulator (own process) -> one collector -> storage sink -> PostgreSQL.
+"""Ingest benchmark: exchange simulator (own process) -> one collector -> sink -> PostgreSQL.
 
 Prints sustained trade messages/s received and trades/s stored at full speed, p50/p99
 latency from the simulator's send time to the committed row at 1,000 messages/s, and
 the collector process's memory with 1 and 11 collectors.
 
-    .venv/bin/python bench/ingest.py [--seconds 20] [--reader own|websocket-client]
+    .venv/bin/python bench/ingest.py [--exchange okx|binance] [--seconds 20]
+        [--reader own|websocket-client]
 
 --reader websocket-client has websocket-client read the frames (its recv_data_frame, with
 skip_utf8_validation) instead of the collectors' ReadAheadSocket: the A/B comparison
@@ -30,12 +31,14 @@ from benchdb import (  # noqa: E402
     rss_mb,
     use_database,
 )
-from simulated_okx import (  # noqa: E402
+from simulated import (  # noqa: E402
+    EXCHANGES,
     Simulator,
     collecting,
     full_speed_sink,
     latency_sink,
     percentiles,
+    symbol,
 )
 
 DB_NAME = "tcp_bench_ingest"
@@ -89,7 +92,7 @@ def use_reader(reader: str) -> None:
         collectors.link.open_socket = open_library_socket
 
 
-def throughput(seconds: float) -> dict:
+def throughput(seconds: float, exchange: str) -> dict:
     from marketdata.models import RawTrade
 
     def stored() -> int:
@@ -97,8 +100,8 @@ def throughput(seconds: float) -> dict:
 
     sink = full_speed_sink("bench-ingest")
     with (
-        Simulator(rate=0, instruments=["BTC-USDT"]) as simulator,
-        collecting(simulator.config("BTC-USDT"), sink) as collector,
+        Simulator(0, [symbol(exchange, "BTC")], exchange) as simulator,
+        collecting(simulator.config(symbol(exchange, "BTC")), sink) as collector,
     ):
         time.sleep(2)  # warm up
         received0, stored0, t0 = collector.counters()["points"], stored(), time.time()
@@ -111,7 +114,7 @@ def throughput(seconds: float) -> dict:
     }
 
 
-def latency(seconds: float, rate: float) -> dict:
+def latency(seconds: float, rate: float, exchange: str) -> dict:
     latencies: list[float] = []
 
     def committed(points, commit_time: float) -> None:
@@ -120,8 +123,8 @@ def latency(seconds: float, rate: float) -> dict:
 
     sink = latency_sink("bench-latency", committed)
     with (
-        Simulator(rate=rate, instruments=["BTC-USDT"]) as simulator,
-        collecting(simulator.config("BTC-USDT"), sink),
+        Simulator(rate, [symbol(exchange, "BTC")], exchange) as simulator,
+        collecting(simulator.config(symbol(exchange, "BTC")), sink),
     ):
         time.sleep(1)
         latencies.clear()
@@ -129,13 +132,13 @@ def latency(seconds: float, rate: float) -> dict:
     return percentiles(latencies)
 
 
-def memory(counts: tuple[int, ...]) -> dict:
+def memory(counts: tuple[int, ...], exchange: str) -> dict:
     from collectors.factory import ExchangeFactory
     from collectors.manager import CollectorManager
     from collectors.storage.sink import StorageSink
 
-    symbols = [f"C{i}-USDT" for i in range(max(counts))]
-    simulator = Simulator(rate=20, instruments=symbols)
+    symbols = [symbol(exchange, f"C{i}") for i in range(max(counts))]
+    simulator = Simulator(20, symbols, exchange)
     sink = StorageSink(name="bench-memory")
     sink.start()
     results = {"process before collectors MB": rss_mb()}
@@ -143,8 +146,8 @@ def memory(counts: tuple[int, ...]) -> dict:
     started = 0
     try:
         for count in counts:
-            for symbol in symbols[started:count]:
-                collector = ExchangeFactory.create_collector(simulator.config(symbol))
+            for name in symbols[started:count]:
+                collector = ExchangeFactory.create_collector(simulator.config(name))
                 manager.add_collector(collector)
                 asyncio.run(collector.start())
             started = count
@@ -163,6 +166,7 @@ def memory(counts: tuple[int, ...]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exchange", choices=sorted(EXCHANGES), default="okx")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--reader", choices=["own", "websocket-client"], default="own")
     parser.add_argument(
@@ -172,23 +176,23 @@ def main() -> None:
     recreate_database(DB_NAME)
     django.setup()
     use_reader(args.reader)
-    print(f"frame reader: {args.reader}")
+    print(f"exchange: {args.exchange}, frame reader: {args.reader}")
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     try:
         if args.only in (None, "throughput"):
             print("full speed, one collector, trades only:")
-            for name, value in throughput(args.seconds).items():
+            for name, value in throughput(args.seconds, args.exchange).items():
                 shown = f"{value:,.0f}" if isinstance(value, float) else value
                 print(f"  {name}: {shown}")
         if args.only in (None, "latency"):
             print("latency at 1,000 messages/s (simulator send -> committed row):")
-            for name, value in latency(args.seconds, 1000).items():
+            for name, value in latency(args.seconds, 1000, args.exchange).items():
                 print(f"  {name}: {value:,.1f}")
         if args.only in (None, "memory"):
             print("memory (RSS of this process):")
-            for name, value in memory((1, 11)).items():
+            for name, value in memory((1, 11), args.exchange).items():
                 print(f"  {name}: {value:,.1f}")
     finally:
         from django.db import connections

@@ -80,7 +80,7 @@ from benchdb import (  # noqa: E402
     rss_mb,
     use_database,
 )
-from simulated_okx import (  # noqa: E402
+from simulated import (  # noqa: E402
     Simulator,
     collecting,
     collector_config,

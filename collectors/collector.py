@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from collectors.exchanges.base import ExchangeAdapter
-from collectors.health_rule import health_issues, restart_cause
+from collectors.health_rule import PERMANENT_ERROR, health_issues, restart_cause
 from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, Link, LinkStats
 from collectors.times import utc_text
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
@@ -200,6 +200,14 @@ class BaseDataCollector:
             for other in self._links:
                 if other is not link:
                     other.stop()
+
+    def fail_permanently(self, link: Link, message: str) -> None:
+        """The exchange refused this configuration: stop in error; no restart until it changes."""
+        self.record_error(link, f"{PERMANENT_ERROR}{link.endpoint.key}: {message}")
+        self.set_status("error")
+        with self._lock:
+            for other in self._links:
+                other.stop()
 
     def count_reconnect(self) -> None:
         with self._lock:

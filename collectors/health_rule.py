@@ -12,6 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# How last_error starts when the exchange refused the configuration itself (a symbol it
+# does not list): a restart would only repeat it, so only a configuration change (which
+# the health check restarts on) or an operator ends it.
+PERMANENT_ERROR = "permanent: "
+
 # Seconds without a beat of a receive loop (it beats at least every second while it
 # waits for frames): the loop is stuck, in a parser or a fetch.
 HEARTBEAT_LIMIT = 10.0
@@ -40,6 +45,8 @@ def health_issues(
     issues = []
     if state == "error":
         error = statistics.get("last_error")
+        if str(error).startswith(PERMANENT_ERROR):
+            return [Issue(f"in error: {error}", False)]
         issues.append(Issue(f"in error: {error}" if error else "in error", True))
     if should_run:
         silence = min(

@@ -257,6 +257,9 @@ class Link:
 
     def after_frame(self, handled: Handled) -> None:
         collector = self.collector
+        if handled.permanent_error:
+            collector.fail_permanently(self, handled.permanent_error)
+            return
         for message in handled.errors:
             collector.record_error(self, f"{self.endpoint.key}: {message}")
         for message in handled.warnings:

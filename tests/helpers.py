@@ -2,6 +2,7 @@
 collector configurations pointed at a simulator."""
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -144,3 +145,113 @@ class ReplayServer:
                 if request["op"] == "subscribe":
                     for frame in self.frames.get(arg["instId"], []):
                         await ws.send(frame)
+
+
+class SimulatedExchange:
+    """A running exchange simulator and what the exchange-neutral tests ask of it: configs
+    pointed at it, and the trades it made and sent as plain dicts (trade_id, price, size,
+    side, ts in epoch ms)."""
+
+    exchange = ""
+    symbol = ""  # a market every simulator lists
+    other_symbol = ""
+
+    def __init__(self, simulator) -> None:
+        self.simulator = simulator
+
+    def connection(self) -> dict:
+        raise NotImplementedError
+
+    def config(self, symbol=None, data_types=(DataType.TRADE,), **params):
+        custom = {
+            **self.connection(),
+            "ping_interval": 2.0,
+            "pong_timeout": 1.0,
+            "reconnect_delay": 0.1,
+            "max_reconnect_attempts": 5,
+            "max_silence_duration": 5.0,
+            "buffer_size": 100,
+        }
+        custom.update(params)
+        return ExchangeCollectorConfig(
+            self.exchange, symbol or self.symbol, list(data_types), custom_params=custom
+        )
+
+    def fault(self, kind: str, **params) -> None:
+        self.simulator.fault(kind, **params)
+
+    def pause(self, symbol=None) -> None:
+        self.simulator.fault("pause", inst_id=symbol or self.symbol)
+
+
+class OkxMarket(SimulatedExchange):
+    exchange, symbol, other_symbol = "okx", "BTC-USDT", "ETH-USDT"
+    notice_fault = "notice"
+
+    def connection(self) -> dict:
+        return simulator_connection(self.simulator)
+
+    def config(self, symbol=None, data_types=(DataType.TRADE,), **params):
+        channels = {"trades": "trades", "orderbook": "books5", "ticker": "tickers"}
+        return super().config(symbol, data_types, **{"channels": channels, **params})
+
+    def sent(self, symbol=None) -> list[dict]:
+        return [okx_trade(item) for item in self.simulator.sent_trades(symbol or self.symbol)]
+
+    def generated(self, symbol=None) -> list[dict]:
+        trades = self.simulator.generated_trades(symbol or self.symbol)
+        return [okx_trade(item) for item in trades]
+
+
+class BinanceMarket(SimulatedExchange):
+    """Binance with its default trades channel, aggTrade: a trade is an aggregate."""
+
+    exchange, symbol, other_symbol = "binance", "BTCUSDT", "ETHUSDT"
+    notice_fault = "shutdown"
+
+    def connection(self) -> dict:
+        return {"public_ws_url": self.simulator.stream_url, "rest_url": self.simulator.rest_url}
+
+    def sent(self, symbol=None) -> list[dict]:
+        aggregates = self.simulator.sent_aggregates(symbol or self.symbol)
+        return [binance_trade(item, "a") for item in aggregates]
+
+    def generated(self, symbol=None) -> list[dict]:
+        aggregates = self.simulator.generated_aggregates(symbol or self.symbol)
+        return [binance_trade(item, "a") for item in aggregates]
+
+
+def okx_trade(item: dict) -> dict:
+    return {
+        "trade_id": item["tradeId"],
+        "price": item["px"],
+        "size": item["sz"],
+        "side": item["side"],
+        "ts": int(item["ts"]),
+    }
+
+
+def binance_trade(item: dict, key: str) -> dict:
+    """A REST trade ("id", "price", ...) or aggregate ("a", "p", ...) of the simulator."""
+    if key == "a":
+        price, size, ts, maker = item["p"], item["q"], item["T"], item["m"]
+    else:
+        price, size, ts, maker = item["price"], item["qty"], item["time"], item["isBuyerMaker"]
+    side = "sell" if maker else "buy"
+    return {"trade_id": str(item[key]), "price": price, "size": size, "side": side, "ts": ts}
+
+
+MARKETS = {"okx": OkxMarket, "binance": BinanceMarket}
+
+
+@contextlib.contextmanager
+def simulated_market(exchange: str, **options):
+    """The exchange's simulator on a free port, running inside the block, as a market."""
+    from collectors.exchanges import simulator_class
+
+    simulator = simulator_class(exchange)(**options)
+    simulator.start()
+    try:
+        yield MARKETS[exchange](simulator)
+    finally:
+        simulator.stop()

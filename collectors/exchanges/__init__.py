@@ -17,6 +17,10 @@ class Registered(NamedTuple):
 
 
 EXCHANGES: dict[str, Registered] = {
+    "binance": Registered(
+        "collectors.exchanges.binance.BinanceAdapter",
+        "collectors.simulators.binance.BinanceSimulator",
+    ),
     "okx": Registered(
         "collectors.exchanges.okx.OkxAdapter", "collectors.simulators.okx.OkxSimulator"
     ),

@@ -69,6 +69,9 @@ class Handled:
     subscribed: bool = False  # a subscribe acknowledgement
     unsubscribed: bool = False  # an unsubscribe acknowledgement
     upgrade_notice: bool = False  # the server will close this connection soon
+    # The exchange refused what the configuration asks for (a symbol it does not list):
+    # the collector stops in error, and a restart would only repeat it (health_rule).
+    permanent_error: str = ""
 
 
 class ExchangeSession(ABC):

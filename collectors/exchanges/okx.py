@@ -40,6 +40,7 @@ from collectors.exchanges.base import (
     Keepalive,
 )
 from collectors.exchanges.booksync import BookMessage, BookSync
+from collectors.exchanges.newest_trade import NewestTrade, trade_number
 from collectors.exchanges.orderbook import OrderBook, parse_levels
 from collectors.exchanges.parsing import (
     amount,
@@ -177,31 +178,6 @@ class OkxAdapter(ExchangeAdapter):
             backfill_pages=TRADE_BACKFILL_PAGES if pages is None else pages,
             newest_trade=self.newest_trade,
         )
-
-
-class NewestTrade:
-    """The highest numeric trade id a collector has had (OKX's ids rise per instrument).
-
-    Its connections update it without a lock: two at once (around an upgrade) may set a
-    slightly lower value, which costs at most a page of trades fetched again.
-    """
-
-    __slots__ = ("trade_id",)
-
-    def __init__(self) -> None:
-        self.trade_id: int | None = None
-
-    def saw(self, trade_id: Any) -> None:
-        number = trade_number(trade_id)
-        if number is not None and (self.trade_id is None or number > self.trade_id):
-            self.trade_id = number
-
-
-def trade_number(trade_id: Any) -> int | None:
-    """An OKX tradeId ("123") as a number; None for anything else."""
-    if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
-        return int(trade_id)
-    return None
 
 
 def numeric_id(item: Any) -> int | None:

@@ -19,6 +19,10 @@ from decimal import Decimal
 TRADE_SHARE = 0.5  # share of market events that are trades; the rest only move quotes
 TOP_LEVELS = 20  # quotes are resized and cancelled within this many levels of the best
 MAX_ORDERS = 20
+SECOND = 1000  # milliseconds
+MINUTE = 60 * SECOND
+MINUTE_RETENTION = 32 * 24 * 60 * MINUTE  # long enough for monthly candles of a month-long run
+SECOND_RETENTION = 5 * MINUTE
 
 
 def decimal_places(step: Decimal) -> int:
@@ -356,3 +360,72 @@ class MarketGenerator:
         walk = self._walks[inst_id]
         level = walk.levels[side].get(ticks)
         return None if level is None else (walk.px(ticks), walk.sz(level[0]), level[1])
+
+
+class Tape:
+    """Per-second and per-minute OHLCV of one instrument's trades. Candles and the ticker's
+    24-hour figures are sums of these, so they agree with the trades that were sent.
+
+    A bar is [open, high, low, close (ticks), lots, sum(ticks * lots), trades, sum(lots / ticks)];
+    the last sum is kept only for inverse contracts, whose base volume needs it.
+    """
+
+    def __init__(self, inverse: bool) -> None:
+        self.inverse = inverse
+        self.seconds: dict[int, list] = {}
+        self.minutes: dict[int, list] = {}
+        self.last: Trade | None = None
+
+    def add(self, trade: Trade) -> None:
+        ts, ticks, lots = trade.ts, trade.ticks, trade.lots
+        share = Decimal(lots) / ticks if self.inverse else 0
+        _fold(self.seconds, ts - ts % SECOND, ticks, lots, share, SECOND_RETENTION)
+        _fold(self.minutes, ts - ts % MINUTE, ticks, lots, share, MINUTE_RETENTION)
+        self.last = trade
+
+    def ohlcv(self, start: int, end: int) -> list | None:
+        """The trades in [start, end) folded into one bar; None if there were none."""
+        if end - start <= SECOND:
+            bar = self.seconds.get(start)
+            return None if bar is None else list(bar)
+        total = None
+        for minute in range(start, end, MINUTE):
+            bar = self.minutes.get(minute)
+            if bar is None:
+                continue
+            if total is None:
+                total = list(bar)
+                continue
+            total[1] = max(total[1], bar[1])
+            total[2] = min(total[2], bar[2])
+            total[3] = bar[3]
+            for i in (4, 5, 6, 7):
+                total[i] += bar[i]
+        return total
+
+
+def _fold(
+    bars: dict[int, list], start: int, ticks: int, lots: int, share: Decimal | int, retention: int
+) -> None:
+    bar = bars.get(start)
+    if bar is None:
+        bars[start] = [ticks, ticks, ticks, ticks, lots, ticks * lots, 1, share]
+        _prune(bars, start - retention)
+        return
+    if ticks > bar[1]:
+        bar[1] = ticks
+    elif ticks < bar[2]:
+        bar[2] = ticks
+    bar[3] = ticks
+    bar[4] += lots
+    bar[5] += ticks * lots
+    bar[6] += 1
+    bar[7] += share
+
+
+def _prune(bars: dict[int, list], before: int) -> None:
+    while bars:
+        oldest = next(iter(bars))
+        if oldest >= before:
+            return
+        del bars[oldest]

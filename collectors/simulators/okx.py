@@ -17,8 +17,8 @@ import logging
 import random
 import re
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import itemgetter
@@ -30,7 +30,7 @@ from websockets.http11 import Request, Response
 from collectors.simulators.market import (
     Instrument,
     MarketGenerator,
-    Trade,
+    Tape,
     contract_instrument,
     decimal_str,
     spot_instrument,
@@ -42,6 +42,7 @@ from collectors.simulators.server import (
     Client,
     Connection,
     Fault,
+    MarketFeed,
     SimulatorServer,
     dumps,
     json_response,
@@ -104,8 +105,6 @@ _MONTH_BARS = {"1M": 1, "3M": 3, "6M": 6, "1Y": 12}
 CANDLE_BARS = frozenset(
     [*_FIXED_BARS, *_ZONED_BARS, *_MONTH_BARS] + [f"{bar}utc" for bar in [*_ZONED_BARS, "1M", "3M"]]
 )
-MINUTE_RETENTION = 32 * DAY  # long enough for monthly candles of a month-long run
-SECOND_RETENTION = 5 * MINUTE
 
 
 # SPOT "BTC-USDT", SWAP "BTC-USDT-SWAP", FUTURES "BTC-USD-220527", OPTION "BTC-USD-220527-30000-C"
@@ -208,84 +207,15 @@ _MALFORMED = (
 )
 
 
-class _Tape:
-    """Per-second and per-minute OHLCV of one instrument's trades. Candles and the ticker's
-    24-hour figures are sums of these, so they agree with the trades that were sent.
-
-    A bar is [open, high, low, close (ticks), lots, sum(ticks * lots), trades, sum(lots / ticks)];
-    the last sum is kept only for inverse contracts, whose base volume needs it.
-    """
-
-    def __init__(self, inverse: bool) -> None:
-        self.inverse = inverse
-        self.seconds: dict[int, list] = {}
-        self.minutes: dict[int, list] = {}
-        self.last: Trade | None = None
-
-    def add(self, trade: Trade) -> None:
-        ts, ticks, lots = trade.ts, trade.ticks, trade.lots
-        share = Decimal(lots) / ticks if self.inverse else 0
-        _fold(self.seconds, ts - ts % SECOND, ticks, lots, share, SECOND_RETENTION)
-        _fold(self.minutes, ts - ts % MINUTE, ticks, lots, share, MINUTE_RETENTION)
-        self.last = trade
-
-    def ohlcv(self, start: int, end: int) -> list | None:
-        """The trades in [start, end) folded into one bar; None if there were none."""
-        if end - start <= SECOND:
-            bar = self.seconds.get(start)
-            return None if bar is None else list(bar)
-        total = None
-        for minute in range(start, end, MINUTE):
-            bar = self.minutes.get(minute)
-            if bar is None:
-                continue
-            if total is None:
-                total = list(bar)
-                continue
-            total[1] = max(total[1], bar[1])
-            total[2] = min(total[2], bar[2])
-            total[3] = bar[3]
-            for i in (4, 5, 6, 7):
-                total[i] += bar[i]
-        return total
-
-
-def _fold(
-    bars: dict[int, list], start: int, ticks: int, lots: int, share: Decimal | int, retention: int
-) -> None:
-    bar = bars.get(start)
-    if bar is None:
-        bars[start] = [ticks, ticks, ticks, ticks, lots, ticks * lots, 1, share]
-        _prune(bars, start - retention)
-        return
-    if ticks > bar[1]:
-        bar[1] = ticks
-    elif ticks < bar[2]:
-        bar[2] = ticks
-    bar[3] = ticks
-    bar[4] += lots
-    bar[5] += ticks * lots
-    bar[6] += 1
-    bar[7] += share
-
-
-def _prune(bars: dict[int, list], before: int) -> None:
-    while bars:
-        oldest = next(iter(bars))
-        if oldest >= before:
-            return
-        del bars[oldest]
-
-
-class _Market:
+class _Market(MarketFeed):
     """One instrument: its subscribers, the trades it sent, its book sequence and pushes."""
 
+    sim: OkxSimulator
+
     def __init__(self, sim: OkxSimulator, instrument: Instrument, seq_start: int) -> None:
-        self.sim = sim
+        super().__init__(sim, instrument.inst_id)
         self.instrument = instrument
-        self.inst_id = instrument.inst_id
-        self.subs: dict[str, set[Client]] = defaultdict(set)
-        self.tape = _Tape(instrument.contract_type == "inverse")
+        self.tape = Tape(instrument.contract_type == "inverse")
         self.sent: list[tuple[int, str, str, str, int]] = []  # (tradeId, px, sz, side, ts)
         self.generated: list[tuple[int, str, str, str, int]] = []  # sent or not, as REST has them
         self.seq = seq_start
@@ -295,97 +225,19 @@ class _Market:
         self.books5_sig: Any = None
         self.ticker_sig: Any = None
         self.candles: dict[str, list] = {}  # bar -> [start of the bar being pushed, last row]
-        self.paused = False
-        self.resumed = asyncio.Event()
-        self.resumed.set()
-        self.tasks: list[asyncio.Task] = []
-        self.linger_end: asyncio.TimerHandle | None = None
         self.trades_arg = f'{{"channel":"trades","instId":"{self.inst_id}"}}'
         self.trade_head = (
             f'{{"arg":{self.trades_arg},"data":[{{"instId":"{self.inst_id}","tradeId":"'
         )
 
-    # Lifecycle: the market moves only while someone listens, and `linger` seconds after.
+    def trade_clients(self) -> set[Client]:
+        return self.subs["trades"]
 
-    def activate(self) -> None:
-        if self.linger_end is not None:
-            self.linger_end.cancel()
-            self.linger_end = None
-        if not self.tasks:
-            self.tasks = [
-                asyncio.create_task(self._run_trades()),
-                asyncio.create_task(self._run_pushes()),
-            ]
-            if self.sim.quote_rate > 0:
-                self.tasks.append(asyncio.create_task(self._run_quotes()))
-            for task in self.tasks:
-                task.add_done_callback(self._log_failure)
-
-    def _log_failure(self, task: asyncio.Task) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "OKX simulator: %s stopped on an error", self.inst_id, exc_info=task.exception()
-            )
-
-    def deactivate_if_idle(self) -> None:
-        if any(self.subs.values()) or self.linger_end is not None:
-            return
-        if self.tasks and self.sim.linger > 0:
-            self.linger_end = self.sim.loop.call_later(self.sim.linger, self._stop_if_idle)
-        else:
-            self._stop_if_idle()
-
-    def _stop_if_idle(self) -> None:
-        self.linger_end = None
-        if not any(self.subs.values()):
-            for task in self.tasks:
-                task.cancel()
-            self.tasks = []
-
-    def set_paused(self, paused: bool) -> None:
-        self.paused = paused
-        if paused:
-            self.resumed.clear()
-        else:
-            self.resumed.set()
-
-    async def _ready(self) -> bool:
-        """Wait out a stall or a pause; True if there was anything to wait for."""
-        waited = False
-        while self.sim.stalled or self.paused:
-            waited = True
-            await self.sim.unstalled.wait()
-            await self.resumed.wait()
-        return waited
-
-    async def _run_trades(self) -> None:
-        loop = self.sim.loop
-        rate = self.sim.rate
-        if rate <= 0:
-            await self._run_flat_out()
-            return
-        interval = 1.0 / rate
-        due = loop.time()
-        while True:
-            if await self._ready():
-                due = loop.time()
-            now = loop.time()
-            if now - due > 1.0:
-                due = now  # fell behind (a slow loop): carry on, but do not burst
-            if now >= due:
-                count = int((now - due) / interval) + 1
-                self.emit_trades(count)
-                due += count * interval
-            await asyncio.sleep(max(0.0, due - loop.time()))
-
-    async def _run_flat_out(self) -> None:
-        """Trades as fast as the subscribers take them (rate 0, for throughput benchmarks)."""
-        while True:
-            await self._ready()
-            self.emit_trades(100)
-            for client in list(self.subs["trades"]):
-                await client.drain()
-            await asyncio.sleep(0)
+    def runs(self) -> list[Coroutine]:
+        runs = super().runs()
+        if self.sim.quote_rate > 0:
+            runs.append(self._run_quotes())
+        return runs
 
     async def _run_quotes(self) -> None:
         interval = 1.0 / self.sim.quote_rate

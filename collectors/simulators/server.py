@@ -17,8 +17,8 @@ import logging
 import re
 import secrets
 import threading
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Coroutine, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -215,8 +215,10 @@ class SimulatorServer:
     fault_kinds: ClassVar[tuple[str, ...]] = COMMON_FAULTS
     malformed_frames: ClassVar[tuple[bytes, ...]] = (b"{not json", Binary(b"\x00\xff\xfe"))
     idle_close_code: ClassVar[int] = 1000
-    # Server-sent protocol pings (seconds between them), or None when the exchange sends none
+    # Server-sent protocol pings (seconds between them), or None when the exchange sends none,
+    # and the seconds a pong may take before the connection is closed
     protocol_ping_interval: ClassVar[float | None] = None
+    protocol_ping_timeout: ClassVar[float | None] = 20.0
     max_message_size: ClassVar[int] = 64 * 1024  # the largest message a client may send
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, idle_timeout: float = 30.0):
@@ -256,6 +258,9 @@ class SimulatorServer:
     def describe(self) -> str:
         """One line saying where it listens, printed once it does."""
         return f"Simulating {self.name}: {self.rest_url}"
+
+    def on_connect(self, client: Client) -> None:
+        """A client connected (its request path and query are in client.conn.request)."""
 
     def on_message(self, client: Client, message: str | bytes) -> None:
         """A message a client sent."""
@@ -331,6 +336,7 @@ class SimulatorServer:
             process_request=self._process_request,
             compression=None,
             ping_interval=self.protocol_ping_interval,
+            ping_timeout=self.protocol_ping_timeout,
             close_timeout=2,
             max_size=self.max_message_size,
             write_limit=512 * 1024,
@@ -455,6 +461,7 @@ class SimulatorServer:
             conn.transport.pause_reading()
         watchdog = asyncio.create_task(self._close_when_idle(client))
         try:
+            self.on_connect(client)
             async for message in conn:
                 client.last_activity = self.loop.time()
                 try:
@@ -507,3 +514,110 @@ class SimulatorServer:
             return json_response(400, {"ok": False, "error": str(exc)})
         self._apply(fault)
         return json_response(200, {"ok": True, "fault": fault.kind})
+
+
+class MarketFeed:
+    """One instrument's feed in a simulator: its subscribers per channel, and the tasks that
+    make its trades and pushes. The market moves only while someone listens, and `linger`
+    seconds after (an exchange trades whether anyone listens or not; what a reconnecting
+    client missed comes from REST). An exchange's market adds emit_trades (and
+    trade_clients, for the flat-out rate) and _run_pushes."""
+
+    def __init__(self, sim: Any, inst_id: str) -> None:
+        self.sim = sim
+        self.inst_id = inst_id
+        self.subs: dict[str, set[Client]] = defaultdict(set)
+        self.paused = False
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        self.tasks: list[asyncio.Task] = []
+        self.linger_end: asyncio.TimerHandle | None = None
+
+    def emit_trades(self, count: int) -> None:
+        raise NotImplementedError
+
+    def trade_clients(self) -> set[Client]:
+        raise NotImplementedError
+
+    async def _run_pushes(self) -> None:
+        raise NotImplementedError
+
+    def activate(self) -> None:
+        if self.linger_end is not None:
+            self.linger_end.cancel()
+            self.linger_end = None
+        if not self.tasks:
+            self.tasks = [asyncio.create_task(run) for run in self.runs()]
+            for task in self.tasks:
+                task.add_done_callback(self._log_failure)
+
+    def runs(self) -> list[Coroutine]:
+        """What runs while the market is active: its trades and pushes, and whatever else an
+        exchange's market adds."""
+        return [self._run_trades(), self._run_pushes()]
+
+    def _log_failure(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "%s: %s stopped on an error", self.sim.name, self.inst_id, exc_info=task.exception()
+            )
+
+    def deactivate_if_idle(self) -> None:
+        if any(self.subs.values()) or self.linger_end is not None:
+            return
+        if self.tasks and self.sim.linger > 0:
+            self.linger_end = self.sim.loop.call_later(self.sim.linger, self._stop_if_idle)
+        else:
+            self._stop_if_idle()
+
+    def _stop_if_idle(self) -> None:
+        self.linger_end = None
+        if not any(self.subs.values()):
+            for task in self.tasks:
+                task.cancel()
+            self.tasks = []
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if paused:
+            self.resumed.clear()
+        else:
+            self.resumed.set()
+
+    async def _ready(self) -> bool:
+        """Wait out a stall or a pause; True if there was anything to wait for."""
+        waited = False
+        while self.sim.stalled or self.paused:
+            waited = True
+            await self.sim.unstalled.wait()
+            await self.resumed.wait()
+        return waited
+
+    async def _run_trades(self) -> None:
+        loop = self.sim.loop
+        rate = self.sim.rate
+        if rate <= 0:
+            await self._run_flat_out()
+            return
+        interval = 1.0 / rate
+        due = loop.time()
+        while True:
+            if await self._ready():
+                due = loop.time()
+            now = loop.time()
+            if now - due > 1.0:
+                due = now  # fell behind (a slow loop): carry on, but do not burst
+            if now >= due:
+                count = int((now - due) / interval) + 1
+                self.emit_trades(count)
+                due += count * interval
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    async def _run_flat_out(self) -> None:
+        """Trades as fast as the subscribers take them (rate 0, for throughput benchmarks)."""
+        while True:
+            await self._ready()
+            self.emit_trades(100)
+            for client in list(self.trade_clients()):
+                await client.drain()
+            await asyncio.sleep(0)

@@ -1,4 +1,6 @@
-"""Collectors over real sockets against the OKX simulator, storing into real PostgreSQL."""
+"""Collectors over real sockets against the exchange simulators, storing into real PostgreSQL.
+
+Tests of exchange-neutral behaviour take `market` and run once per exchange."""
 
 import contextlib
 import threading
@@ -16,7 +18,7 @@ from collectors.simulators.okx import OkxSimulator
 from collectors.storage.sink import StorageSink
 from collectors.types import DataType
 from marketdata.models import MarketData, RawTrade
-from tests.helpers import make_config, run, wait_until
+from tests.helpers import OkxMarket, make_config, run, simulated_market, wait_until
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,19 +72,23 @@ def stored_trades(symbol="BTC-USDT"):
     return list(RawTrade.objects.filter(exchange="okx", symbol=symbol).order_by("trade_id"))
 
 
-def assert_every_sent_trade_stored_once(simulator, symbol="BTC-USDT"):
-    sent = simulator.sent_trades(symbol)
+def assert_every_market_trade_stored_once(market, symbol=None):
+    """Every trade the market's simulator sent is stored once, with its exact values."""
+    symbol = symbol or market.symbol
+    sent = market.sent(symbol)
     assert sent, "the simulator sent no trade"
-    rows = {row.trade_id: row for row in stored_trades(symbol)}
+    rows = {
+        row.trade_id: row
+        for row in RawTrade.objects.filter(exchange=market.exchange, symbol=symbol)
+    }
     assert len(rows) == RawTrade.objects.filter(symbol=symbol).count()
-    missing = [t["tradeId"] for t in sent if t["tradeId"] not in rows]
+    missing = [t["trade_id"] for t in sent if t["trade_id"] not in rows]
     assert not missing, f"{len(missing)} trades lost, e.g. {missing[:5]}"
     for item in sent:
-        row = rows[item["tradeId"]]
-        assert row.price == Decimal(item["px"])
-        assert row.size == Decimal(item["sz"])
+        row = rows[item["trade_id"]]
+        assert (row.price, row.size) == (Decimal(item["price"]), Decimal(item["size"]))
         assert row.side == item["side"]
-        assert row.timestamp == datetime.fromtimestamp(int(item["ts"]) / 1000, UTC)
+        assert row.timestamp == datetime.fromtimestamp(item["ts"] / 1000, UTC)
     return len(sent)
 
 
@@ -106,18 +112,17 @@ def busy_simulator(seed: int, linger: float):
         simulator.stop()
 
 
-def test_it_stores_every_trade_with_exact_values(simulator, sink):
-    collector = started(make_config(simulator), sink)
-    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 40, 10, message="40 trades")
+def test_it_stores_every_trade_with_exact_values(market, sink):
+    collector = started(market.config(), sink)
+    wait_until(lambda: len(market.sent()) >= 40, 10, message="40 trades")
+    market.pause()
     run(collector.stop())
     sink.flush(10)
-    count = assert_every_sent_trade_stored_once(simulator)
-    row = stored_trades()[0]
-    assert row.raw_data["instId"] == "BTC-USDT"
+    count = assert_every_market_trade_stored_once(market)
     assert collector.get_status()["statistics"]["errors"] == 0
     # each trade is delivered once, backfilled or streamed
     assert collector.counters()["points"] == count
-    assert len(stored_trades()) == len(simulator.generated_trades("BTC-USDT")) == count
+    assert len(market.generated()) == count
 
 
 def test_raw_payloads_are_left_out_when_store_raw_data_is_off(simulator, sink):
@@ -153,7 +158,7 @@ def test_every_channel_is_parsed_and_stored(simulator, sink):
     run(spot.stop())
     run(full_book.stop())
     sink.flush(10)
-    assert_every_sent_trade_stored_once(simulator)
+    assert_every_market_trade_stored_once(OkxMarket(simulator))
     ticker = MarketData.objects.filter(symbol="BTC-USDT", data_type="ticker").last()
     assert Decimal(ticker.data["last"]) == Decimal(ticker.data["raw"]["last"])
     candle = MarketData.objects.filter(symbol="BTC-USDT", data_type="candle").last()
@@ -166,29 +171,18 @@ def test_every_channel_is_parsed_and_stored(simulator, sink):
     assert full_book.get_status()["statistics"]["errors"] == 0
 
 
-def test_a_dropped_connection_is_followed_by_a_reconnect_without_loss(simulator, sink):
-    collector = started(make_config(simulator), sink)
-    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, 10, message="20 trades")
-    simulator.fault("drop")
+def test_a_dropped_connection_is_followed_by_a_reconnect_without_loss(market, sink):
+    collector = started(market.config(), sink)
+    wait_until(lambda: len(market.sent()) >= 20, 10, message="20 trades")
+    market.fault("drop")
     wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
     wait_until(lambda: collector.status == "running", 10, message="running again")
-    before = len(simulator.sent_trades("BTC-USDT"))
-    wait_until(
-        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 20, 10, message="more trades"
-    )
+    before = len(market.sent())
+    wait_until(lambda: len(market.sent()) >= before + 20, 10, message="more trades")
     run(collector.stop())
     sink.flush(10)
-    assert simulator.stats()["subscriptions"] >= 2  # subscribed again after the reconnect
-    assert_every_sent_trade_stored_once(simulator)
-
-
-@pytest.fixture
-def lingering_simulator():
-    """A simulator whose markets trade on for 10 s after the last subscriber leaves."""
-    sim = OkxSimulator(seed=7, rate=50.0, linger=10.0)
-    sim.start()
-    yield sim
-    sim.stop()
+    assert market.simulator.stats()["subscriptions"] >= 2  # subscribed again after the reconnect
+    assert_every_market_trade_stored_once(market)
 
 
 def collect_through_a_reconnect(simulator, sink, reconnect_delay: float, trades: int):
@@ -209,12 +203,26 @@ def collect_through_a_reconnect(simulator, sink, reconnect_delay: float, trades:
     return collector
 
 
-def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(
-    lingering_simulator, sink
-):
-    # 1.2 s without a connection at 50 trades a second: well within the 100 fetched
-    collect_through_a_reconnect(lingering_simulator, sink, reconnect_delay=1.2, trades=20)
-    assert_every_trade_made_stored_once(lingering_simulator, unsent_at_least=40)
+@pytest.mark.parametrize("exchange", ["okx", "binance"])
+def test_trades_made_while_disconnected_are_stored_once_after_the_reconnect(exchange, sink):
+    # 1.2 s without a connection at 50 trades a second: well within the 100 fetched; the
+    # markets trade on for 10 s after the last subscriber leaves
+    with simulated_market(exchange, seed=7, rate=50.0, linger=10.0) as market:
+        collector = started(market.config(reconnect_delay=1.2), sink)
+        wait_until(lambda: len(market.sent()) >= 20, 10, message="trades")
+        market.fault("drop")
+        wait_until(lambda: collector.total_reconnects >= 1, 10, message="a reconnect")
+        wait_until(lambda: collector.status == "running", 15, message="running again")
+        before = len(market.sent())
+        wait_until(lambda: len(market.sent()) >= before + 20, 10, message="more")
+        market.pause()
+        run(collector.stop())
+        sink.flush(10)
+    sent = {trade["trade_id"] for trade in market.sent()}
+    made = [trade["trade_id"] for trade in market.generated()]
+    assert len([trade_id for trade_id in made if trade_id not in sent]) >= 20
+    stored = RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
+    assert sorted(stored.values_list("trade_id", flat=True)) == sorted(made)
 
 
 def test_a_long_outage_of_a_busy_market_is_paged_back_over_rest_without_a_gap(sink):
@@ -291,48 +299,44 @@ def test_a_bad_checksum_triggers_a_resync(simulator, sink):
     assert collector.get_status()["statistics"]["errors"] == 1
 
 
-def test_malformed_frames_are_counted_and_survived(simulator, sink):
-    collector = started(make_config(simulator), sink)
-    simulator.fault("malformed", count=5)
+def test_malformed_frames_are_counted_and_survived(market, sink):
+    collector = started(market.config(), sink)
+    market.fault("malformed", count=5)
     wait_until(lambda: collector.counters()["errors"] >= 5, 10, message="5 errors")
-    before = len(simulator.sent_trades("BTC-USDT"))
-    wait_until(
-        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 10, 10, message="more trades"
-    )
+    before = len(market.sent())
+    wait_until(lambda: len(market.sent()) >= before + 10, 10, message="more trades")
     run(collector.stop())
     sink.flush(10)
     assert collector.total_reconnects == 0
     assert collector.last_error
-    assert_every_sent_trade_stored_once(simulator)
+    assert_every_market_trade_stored_once(market)
 
 
-def test_an_upgrade_notice_moves_to_a_new_connection_first(simulator, sink):
-    collector = ExchangeFactory.create_collector(make_config(simulator))
+def test_an_upgrade_notice_moves_to_a_new_connection_first(market, sink):
+    collector = ExchangeFactory.create_collector(market.config())
     collector.sink = sink
     delivered = []
     collector.add_data_callback(DataType.TRADE, lambda point: delivered.append(point))
     assert run(collector.start()) is True
-    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 10, 10, message="trades")
-    simulator.fault("notice")
-    wait_until(lambda: simulator.stats()["subscriptions"] >= 2, 10, message="a second link")
-    before = len(simulator.sent_trades("BTC-USDT"))
-    wait_until(
-        lambda: len(simulator.sent_trades("BTC-USDT")) >= before + 30, 15, message="more trades"
-    )
+    wait_until(lambda: len(market.sent()) >= 10, 10, message="trades")
+    market.fault(market.notice_fault)  # OKX: notice 64008; Binance: serverShutdown
+    wait_until(lambda: market.simulator.stats()["connections"] >= 2, 10, message="a second link")
+    before = len(market.sent())
+    wait_until(lambda: len(market.sent()) >= before + 30, 15, message="more trades")
     run(collector.stop())
     sink.flush(10)
     assert collector.total_reconnects == 0
-    count = assert_every_sent_trade_stored_once(simulator)
+    count = assert_every_market_trade_stored_once(market)
     # both connections saw the trades of the overlap; consumers saw each trade once
     assert sorted(p.data["trade_id"] for p in delivered) == sorted(
-        t["tradeId"] for t in simulator.sent_trades("BTC-USDT")
+        t["trade_id"] for t in market.sent()
     )
     assert len(delivered) == count
 
 
-def test_status_and_health_have_the_spec_keys_and_true_counters(simulator, sink):
-    collector = started(make_config(simulator), sink)
-    wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 10, 10, message="trades")
+def test_status_and_health_have_the_spec_keys_and_true_counters(market, sink):
+    collector = started(market.config(), sink)
+    wait_until(lambda: len(market.sent()) >= 10, 10, message="trades")
     status = collector.get_status()
     for schema, value in (
         (STATUS_KEYS, status),
@@ -344,11 +348,11 @@ def test_status_and_health_have_the_spec_keys_and_true_counters(simulator, sink)
         for key, kind in schema.items():
             assert isinstance(value[key], kind), (key, value[key])
     assert status["status"] == "running"
-    assert status["symbols"] == ["BTC-USDT"] and status["data_types"] == ["trade"]
+    assert status["symbols"] == [market.symbol] and status["data_types"] == ["trade"]
     datetime.fromisoformat(status["statistics"]["last_message_time"])
     assert collector.get_health_status()["is_healthy"] is True
     run(collector.stop())
-    sent = simulator.stats()["frames_sent"]
+    sent = market.simulator.stats()["frames_sent"]
     stats = collector.get_status()["statistics"]
     assert stats["messages_received"] == sent
     assert stats["messages_processed"] == sent
@@ -356,9 +360,9 @@ def test_status_and_health_have_the_spec_keys_and_true_counters(simulator, sink)
     assert collector.get_health_status()["is_running"] is False
 
 
-def test_silence_makes_the_collector_unhealthy_with_a_named_issue(simulator, sink):
-    collector = started(make_config(simulator, max_silence_duration=1.0), sink)
-    simulator.fault("pause", inst_id="BTC-USDT")
+def test_silence_makes_the_collector_unhealthy_with_a_named_issue(market, sink):
+    collector = started(market.config(max_silence_duration=1.0), sink)
+    market.pause()
     wait_until(lambda: not collector.get_health_status()["is_healthy"], 10, message="unhealthy")
     assert any("no data" in issue for issue in collector.get_health_status()["issues"])
     run(collector.stop())
@@ -382,7 +386,7 @@ def test_the_manager_restarts_a_collector_that_gave_up(simulator, sink):
 OUTAGE = 10.0  # seconds
 
 
-def test_a_database_outage_loses_no_trade_and_no_ticker(simulator, tmp_path):
+def test_a_database_outage_loses_no_trade_and_no_ticker(market, tmp_path):
     """Exchange -> collector -> sink -> PostgreSQL, with PostgreSQL cut off for 10 s."""
     settings = connection.settings_dict
     with TcpProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)) as proxy:
@@ -395,16 +399,16 @@ def test_a_database_outage_loses_no_trade_and_no_ticker(simulator, tmp_path):
             database={**settings, "HOST": "127.0.0.1", "PORT": str(proxy.port)},
         )
         sink.start()
-        config = make_config(simulator, data_types=(DataType.TRADE, DataType.TICKER))
+        config = market.config(data_types=(DataType.TRADE, DataType.TICKER))
         collector = started(config, sink)
         try:
             wait_until(lambda: sink.stats()["trades_inserted"] >= 20, 10, message="stored")
             proxy.cut()
-            cut_at, sent_before = time.monotonic(), len(simulator.sent_trades("BTC-USDT"))
+            cut_at, sent_before = time.monotonic(), len(market.sent())
             wait_until(lambda: not sink.stats()["database_ok"], 10, message="the outage seen")
             time.sleep(max(0.0, cut_at + OUTAGE - time.monotonic()))
             # the exchange went on trading, and the collector on receiving
-            assert len(simulator.sent_trades("BTC-USDT")) >= sent_before + 100
+            assert len(market.sent()) >= sent_before + 100
             assert collector.get_status()["status"] == "running"
             proxy.restore()
             wait_until(lambda: sink.stats()["database_ok"], 15, message="reconnection")
@@ -413,9 +417,9 @@ def test_a_database_outage_loses_no_trade_and_no_ticker(simulator, tmp_path):
         finally:
             sink.stop(timeout=10)
 
-    assert_every_sent_trade_stored_once(simulator)
-    tickers = MarketData.objects.filter(symbol="BTC-USDT", data_type="ticker").count()
-    assert tickers == collector.counters()["points"] - len(stored_trades())
+    count = assert_every_market_trade_stored_once(market)
+    tickers = MarketData.objects.filter(symbol=market.symbol, data_type="ticker").count()
+    assert tickers == collector.counters()["points"] - count
     stats = sink.stats()
     assert stats["write_failures"] > 0
     assert stats["pending_rows"] == stats["spill_files"] == 0

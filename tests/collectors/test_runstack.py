@@ -12,6 +12,7 @@ from collectors.management.commands.runstack import Simulated, parts
 from tests.helpers import ROOT, free_port, wait_until
 
 OKX = Simulated("okx", 8765, Path("okx.json"), ["BTC-USDT", "SOL-USDT"])
+BINANCE = Simulated("binance", 8766, Path("binance.json"), ["BTCUSDT"])
 
 
 def test_with_redis_the_collectors_run_in_celery_workers():
@@ -31,6 +32,14 @@ def test_each_configured_exchange_gets_its_simulator_serving_the_configured_symb
     assert simulator[simulator.index("simulate_exchange") + 1] == "okx"
     assert simulator[simulator.index("--port") + 1] == "8765"
     assert simulator[simulator.index("--instruments") + 1] == "BTC-USDT,SOL-USDT"
+
+
+def test_both_shipped_simulator_configurations_get_a_simulator_each():
+    found = dict(parts({"REDIS_URL": ""}, "127.0.0.1:1", 5, [BINANCE, OKX]))
+    simulator = found["binance-simulator"]
+    assert simulator[simulator.index("simulate_exchange") + 1] == "binance"
+    assert simulator[simulator.index("--port") + 1] == "8766"
+    assert "okx-simulator" in found
 
 
 def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tmp_path):
@@ -71,4 +80,5 @@ def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tm
     assert process.returncode == 0, output
     assert "no Redis: collectors run in one process" in output
     assert "okx:BTC-USDT:" in output  # the collectors' summary on the way out
+    assert "binance:BTCUSDT:" in output
     assert "runstack: stopped" in output

@@ -125,11 +125,22 @@ def test_the_optional_keys_are_read():
     assert config.trading_pairs[0].data_types[-1] is DataType.CANDLE
 
 
-@pytest.mark.parametrize("name", ["okx.json", "okx-simulator.json"])
+@pytest.mark.parametrize(
+    "name", ["okx.json", "okx-simulator.json", "binance.json", "binance-simulator.json"]
+)
 def test_the_shipped_configuration_files_are_valid(name):
     config = load_exchange_config_file(ROOT / "config" / name)
-    assert config.exchange == "okx"
+    assert config.exchange == name.split(".")[0].removesuffix("-simulator")
     assert config.trading_pairs
+
+
+def test_the_binance_files_point_at_binance_and_at_the_simulator_on_loopback():
+    real = load_exchange_config_file(ROOT / "config" / "binance.json")
+    assert real.public_ws_url == "wss://stream.binance.com:9443/stream"
+    assert real.rest_url == "https://api.binance.com"
+    simulated = load_exchange_config_file(ROOT / "config" / "binance-simulator.json")
+    assert simulated.public_ws_url.startswith("ws://127.0.0.1:")
+    assert [pair.symbol for pair in simulated.trading_pairs] == ["BTCUSDT", "ETHUSDT"]
 
 
 def test_the_simulator_file_points_at_loopback_and_collects_four_data_types():
@@ -178,7 +189,8 @@ def test_sections_other_than_the_public_url_may_be_left_out():
 
 def test_an_unknown_exchange_is_named_with_the_supported_ones():
     assert_error(
-        spec_example(exchange="krakenx"), "exchange: unknown exchange 'krakenx' (supported: okx)"
+        spec_example(exchange="krakenx"),
+        "exchange: unknown exchange 'krakenx' (supported: binance, okx)",
     )
 
 
@@ -552,7 +564,7 @@ def test_the_trade_backfill_tuning_is_checked_too():
 def test_a_collector_config_for_an_unknown_exchange_is_named():
     config = ExchangeCollectorConfig("krakenx", "BTC-USDT", [DataType.TRADE])
     assert validate_collector_config(config) == [
-        "exchange: unknown exchange 'krakenx' (supported: okx)"
+        "exchange: unknown exchange 'krakenx' (supported: binance, okx)"
     ]
 
 
@@ -580,7 +592,7 @@ def test_exchange_field_errors_are_keyed_by_model_field():
     exchange = Exchange(name="krakenx", public_ws_url="http://x", ping_interval=0, buffer_size=0)
     errors = validate_exchange_fields(exchange)
     assert errors == {
-        "name": ["unknown exchange 'krakenx' (supported: okx)"],
+        "name": ["unknown exchange 'krakenx' (supported: binance, okx)"],
         "public_ws_url": ["URL scheme must be wss or ws, not 'http'"],
         "ping_interval": ["must be a positive number, not 0"],
         "buffer_size": ["must be a positive integer, not 0"],
@@ -788,7 +800,7 @@ def test_manage_py_exits_with_1_and_lists_the_errors_without_a_traceback(tmp_pat
         timeout=60,
     )
     assert result.returncode == 1
-    assert "exchange: unknown exchange 'krakenx' (supported: okx)" in result.stderr
+    assert "exchange: unknown exchange 'krakenx' (supported: binance, okx)" in result.stderr
     assert "extra: unknown key 'extra'" in result.stderr
     assert "CommandError" in result.stderr
     assert "Traceback" not in result.stderr

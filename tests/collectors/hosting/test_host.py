@@ -11,6 +11,7 @@ from collectors.hosting.control import send_start
 from collectors.hosting.heartbeat import config_key
 from collectors.hosting.host import CollectorHost, Hosted, LeaseFence
 from collectors.types import DataType
+from marketdata.models import RawTrade
 from tests.collectors.hosting.processes import (
     BTC,
     ETH,
@@ -262,3 +263,33 @@ def test_a_worker_not_consuming_the_collectors_queue_hosts_nothing(processes, ho
 
     assert heartbeat.read_workers(hosting_redis) == {}
     assert "collector host" not in processes.log("default")
+
+
+def test_a_hosted_collector_of_either_exchange_starts_stores_and_stops(
+    market, hosting_redis, sink, transactional_db
+):
+    config = market.config()
+    host = CollectorHost(
+        "host-x@tests",
+        sink=sink,
+        lease_ttl=LEASE_TTL,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        load_config={config.name: config}.get,
+    )
+    host.start()
+    try:
+        assert host.start_collector(config.name).running
+        wait_until(lambda: running_heartbeat(hosting_redis, config.name), 10, message="a heartbeat")
+        assert leases.holder(hosting_redis, config.name) is not None
+        wait_until(lambda: len(market.sent()) >= 10, timeout=10, message="trades")
+        market.pause()
+        collector = host.manager.get_collector(config.name)
+        sent = sorted(trade["trade_id"] for trade in market.sent())
+        wait_until(lambda: collector.counters()["points"] >= len(sent), 5, message="receipt")
+        result = host.stop_collector(config.name, "test")
+        assert (result.outcome, result.running) == ("stopped", False)
+        assert leases.holder(hosting_redis, config.name) is None
+    finally:
+        host.stop(timeout=30)
+    stored = RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
+    assert sorted(stored.values_list("trade_id", flat=True)) == sent

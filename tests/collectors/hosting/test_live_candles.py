@@ -23,11 +23,11 @@ from tests.helpers import free_port, make_config, run, wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_live_1s_candles_equal_the_candles_of_the_stored_trades(simulator, sink, settings):
+def test_live_1s_candles_equal_the_candles_of_the_stored_trades(market, sink, settings):
     settings.CANDLE_GRACE = 0.2
     live = LiveCandles(timeframes=["1s"])
     manager = CollectorManager(sink=sink)
-    collector = ExchangeFactory.create_collector(make_config(simulator))
+    collector = ExchangeFactory.create_collector(market.config())
     manager.add_collector(collector)
     live.attach(collector)
     assert run(manager.start())
@@ -58,7 +58,7 @@ def test_live_1s_candles_equal_the_candles_of_the_stored_trades(simulator, sink,
         Trade(row.timestamp, row.price, row.size, row.trade_id, row.id)
         for row in RawTrade.objects.filter(timestamp__gte=first, timestamp__lt=last)
     ]
-    expected = {c.timestamp: c for c in fold_trades(trades, "okx", "BTC-USDT", "1s")}
+    expected = {c.timestamp: c for c in fold_trades(trades, market.exchange, market.symbol, "1s")}
     assert [c.timestamp for c in stored] == sorted(expected)
     for candle in stored:
         want = expected[candle.timestamp]

@@ -869,7 +869,7 @@ def test_the_command_serves_okx_until_terminated(tmp_path):
 
 
 def test_the_command_refuses_an_unknown_exchange_and_a_public_address():
-    with pytest.raises(CommandError, match="supported: okx"):
+    with pytest.raises(CommandError, match="supported: binance, okx"):
         call_command("simulate_exchange", "kraken")
     with pytest.raises(CommandError, match="loopback"):
         call_command("simulate_exchange", "okx", "--host", "0.0.0.0")

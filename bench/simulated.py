@@ -1,5 +1,6 @@
-"""The project's OKX simulator in its own process, and one collector storing its trades: what
-bench/ingest.py and bench/peers.py share. Call the collector parts once Django is set up."""
+"""An exchange's simulator (OKX or Binance) in its own process, and one collector storing its
+trades: what bench/ingest.py and bench/peers.py share. Call the collector parts once Django
+is set up."""
 
 import asyncio
 import json
@@ -16,13 +17,27 @@ from benchdb import free_port, wait_until_listening
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# exchange -> (a symbol as it writes them from a base and a quote, its trades channel)
+EXCHANGES = {
+    "okx": ("{}-{}", "trades"),
+    "binance": ("{}{}", "trade"),  # one message a trade, as OKX's
+}
+
+
+def symbol(exchange: str, base: str, quote: str = "USDT") -> str:
+    return EXCHANGES[exchange][0].format(base, quote)
+
+
 class Simulator:
     """The simulator in its own process, so it does not share this one's interpreter."""
 
-    def __init__(self, rate: float, instruments: list[str]) -> None:
+    def __init__(self, rate: float, instruments: list[str], exchange: str = "okx") -> None:
+        self.exchange = exchange
         self.port = free_port()
         self.process = subprocess.Popen(
-            self.command(self.port, rate, instruments), cwd=ROOT, stdout=subprocess.DEVNULL
+            self.command(self.port, rate, instruments, exchange),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
         )
         try:
             wait_until_listening(self.port, "the simulator")
@@ -31,13 +46,13 @@ class Simulator:
             raise
 
     @staticmethod
-    def command(port: int, rate: float, instruments: list[str]) -> list[str]:
+    def command(port: int, rate: float, instruments: list[str], exchange: str = "okx") -> list[str]:
         """The command that starts it (run it in the repository's root)."""
         return [
             sys.executable,
             "manage.py",
             "simulate_exchange",
-            "okx",
+            exchange,
             "--port",
             str(port),
             "--rate",
@@ -56,14 +71,15 @@ class Simulator:
 
     @property
     def public_ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/v5/public"
+        path = "/ws/v5/public" if self.exchange == "okx" else "/stream"
+        return f"ws://127.0.0.1:{self.port}{path}"
 
     @property
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def config(self, symbol: str):
-        return collector_config(self.port, symbol)
+        return collector_config(self.port, symbol, self.exchange)
 
     def trades_sent(self, inst_id: str) -> int:
         """Trades of `inst_id` written to some connection so far (the simulator's own count)."""
@@ -75,18 +91,20 @@ class Simulator:
         self.process.wait(timeout=20)
 
 
-def collector_config(port: int, symbol: str):
-    """An OKX trades collector's configuration, pointed at the simulator on `port`."""
+def collector_config(port: int, symbol: str, exchange: str = "okx"):
+    """A trades collector's configuration, pointed at the exchange's simulator on `port`."""
     from collectors.types import DataType, ExchangeCollectorConfig
 
+    path = "/ws/v5/public" if exchange == "okx" else "/stream"
     return ExchangeCollectorConfig(
-        "okx",
+        exchange,
         symbol,
         [DataType.TRADE],
         custom_params={
-            "public_ws_url": f"ws://127.0.0.1:{port}/ws/v5/public",
+            "public_ws_url": f"ws://127.0.0.1:{port}{path}",
             "rest_url": f"http://127.0.0.1:{port}",
             "buffer_size": 5000,
+            "channels": {"trades": EXCHANGES[exchange][1]},
         },
     )
 
