@@ -18,7 +18,7 @@ import re
 import secrets
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Coroutine, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
