@@ -1,9 +1,14 @@
-"""Top-level URLs: the admin, the API with its schema and docs, and a liveness probe."""
+"""Top-level URLs: the admin, the API with its schema and docs, a liveness probe, the dashboard."""
 
 from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+admin.site.site_header = "TCP Dashboard"
+admin.site.site_title = "TCP Dashboard"
+admin.site.index_title = "Administration"
+admin.site.site_url = "/"  # "View site": the dashboard
 
 
 def healthz(request):
@@ -16,4 +21,5 @@ urlpatterns = [
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("marketdata.api.urls")),
+    path("", include("dashboard.urls")),
 ]

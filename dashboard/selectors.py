@@ -1,0 +1,308 @@
+"""What the dashboard's pages and live streams read: markets, their 24 h figures, collectors.
+
+The 24 h figures come from stored candles, never from a scan of raw trades: whole hours
+from 1h candles, the minutes at both ends of the window from 1m candles (the current
+minute's forming candle included), so a row costs a few dozen index reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q
+from rest_framework.exceptions import APIException
+
+from collectors.models import TradingPair
+from marketdata.candles import (
+    CANDLE_FIELDS,
+    CandleValue,
+    candle_message,
+    ceil_boundary,
+    floor_boundary,
+    timeframe_delta,
+)
+from marketdata.models import Candle, MarketData, RawTrade
+
+DAY = timedelta(hours=24)
+RECENT_MINUTES = timedelta(minutes=3)  # where the last closed 1m candle is looked for
+TAPE_LENGTH = 50
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    if moment is None:
+        return None
+    return round(moment.timestamp() * 1000)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+@dataclass(slots=True, frozen=True)
+class Market:
+    exchange: str
+    symbol: str
+    enabled: bool
+    data_types: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.exchange}:{self.symbol}"
+
+
+@dataclass(slots=True)
+class MarketRow:
+    """One stream's line on the markets board."""
+
+    market: Market
+    last_price: Decimal | None = None
+    last_trade_at: datetime | None = None
+    open_24h: Decimal | None = None
+    high_24h: Decimal | None = None
+    low_24h: Decimal | None = None
+    volume_24h: Decimal | None = None
+    trades_per_minute: int | None = None
+
+    @property
+    def change_24h(self) -> Decimal | None:
+        if self.last_price is None or self.open_24h is None:
+            return None
+        return self.last_price - self.open_24h
+
+    @property
+    def change_percent(self) -> Decimal | None:
+        change = self.change_24h
+        if change is None or not self.open_24h:
+            return None
+        return (change * 100 / self.open_24h).quantize(Decimal("0.01"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "market": self.market.name,
+            "exchange": self.market.exchange,
+            "symbol": self.market.symbol,
+            "enabled": self.market.enabled,
+            "last_price": _text(self.last_price),
+            "last_trade_ms": epoch_ms(self.last_trade_at),
+            "open_24h": _text(self.open_24h),
+            "high_24h": _text(self.high_24h),
+            "low_24h": _text(self.low_24h),
+            "volume_24h": _text(self.volume_24h),
+            "change_24h": _text(self.change_24h),
+            "change_percent": _text(self.change_percent),
+            "trades_per_minute": self.trades_per_minute,
+        }
+
+
+def markets() -> list[Market]:
+    """Every configured stream, enabled or not, by exchange and symbol."""
+    pairs = TradingPair.objects.select_related("exchange").order_by("exchange__name", "symbol")
+    return [
+        Market(pair.exchange.name, pair.symbol, pair.enabled, tuple(pair.data_types or ()))
+        for pair in pairs
+    ]
+
+
+def market(exchange: str, symbol: str) -> Market | None:
+    pair = (
+        TradingPair.objects.select_related("exchange")
+        .filter(exchange__name=exchange, symbol=symbol)
+        .first()
+    )
+    if pair is None:
+        return None
+    return Market(exchange, symbol, pair.enabled, tuple(pair.data_types or ()))
+
+
+def window_candles(exchange: str, symbol: str, now: datetime) -> list[tuple]:
+    """(timeframe, timestamp, open, high, low, close, volume, trade_count, is_final) of the
+    candles covering (now - 24 h, now], oldest first, plus the last few 1m candles."""
+    start = now - DAY
+    first_hour = ceil_boundary(start, "1h")
+    this_hour = floor_boundary(now, "1h")
+    whole_hours = Q(timeframe="1h", timestamp__gt=first_hour, timestamp__lte=this_hour)
+    head = Q(timeframe="1m", timestamp__gt=ceil_boundary(start, "1m"), timestamp__lte=first_hour)
+    tail = Q(timeframe="1m", timestamp__gt=min(this_hour, now - RECENT_MINUTES))
+    rows = Candle.objects.filter(whole_hours | head | tail, exchange=exchange, symbol=symbol)
+    fields = ("timeframe", "timestamp", "open", "high", "low", "close", "volume")
+    return list(rows.order_by("timestamp").values_list(*fields, "trade_count", "is_final"))
+
+
+def market_row(market: Market, now: datetime) -> MarketRow:
+    row = MarketRow(market)
+    candles = window_candles(market.exchange, market.symbol, now)
+    last_trade = (
+        RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
+        .order_by("-timestamp")
+        .values_list("price", "timestamp")
+        .first()
+    )
+    if last_trade is not None:
+        row.last_price, row.last_trade_at = last_trade
+    # The 1m candles of the last few minutes may lie in the last whole hour: counted there.
+    first_hour, this_hour = ceil_boundary(now - DAY, "1h"), floor_boundary(now, "1h")
+    window = [c for c in candles if c[0] == "1h" or c[1] <= first_hour or c[1] > this_hour]
+    if window:
+        row.open_24h = window[0][2]
+        row.high_24h = max(c[3] for c in window)
+        row.low_24h = min(c[4] for c in window)
+        row.volume_24h = sum((c[6] for c in window), Decimal(0))
+        if row.last_price is None:
+            row.last_price = window[-1][5]
+    closed_minutes = [c for c in candles if c[0] == "1m" and c[8] and c[1] <= now]
+    if closed_minutes:
+        newest = closed_minutes[-1]
+        recent = newest[1] > now - RECENT_MINUTES
+        row.trades_per_minute = newest[7] if recent else 0
+    return row
+
+
+def board_rows(now: datetime | None = None) -> list[MarketRow]:
+    now = now or datetime.now(UTC)
+    return [market_row(found, now) for found in markets()]
+
+
+def board_snapshot() -> dict[str, Any]:
+    """The live board's figures as JSON-ready values."""
+    now = datetime.now(UTC)
+    return {"at_ms": epoch_ms(now), "rows": [row.as_dict() for row in board_rows(now)]}
+
+
+# collectors ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class CollectorBoard:
+    """Every stream's status (the API's status dicts), or why it cannot be read now."""
+
+    collectors: list[dict[str, Any]]
+    unavailable: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"collectors": self.collectors, "unavailable": self.unavailable}
+
+    def by_name(self) -> dict[str, dict[str, Any]]:
+        return {collector["name"]: collector for collector in self.collectors}
+
+
+def collector_board() -> CollectorBoard:
+    """What `GET /api/v1/collectors/` answers, read the same way."""
+    from collectors.api import current_collectors, status_dict
+
+    try:
+        return CollectorBoard([status_dict(found) for found in current_collectors()])
+    except APIException as error:
+        return CollectorBoard([], str(error.detail))
+
+
+# one market ---------------------------------------------------------------------------------
+
+
+def history_start(timeframe: str, bars: int, now: datetime | None = None) -> datetime:
+    """Where a chart of `bars` intervals of the timeframe, ending now, starts."""
+    now = now or datetime.now(UTC)
+    return floor_boundary(now, timeframe) - timeframe_delta(timeframe) * bars
+
+
+def recent_trades(exchange: str, symbol: str, limit: int = TAPE_LENGTH) -> list[dict[str, Any]]:
+    """The newest trades, newest first, as the live feed sends them."""
+    rows = (
+        RawTrade.objects.filter(exchange=exchange, symbol=symbol)
+        .order_by("-timestamp", "-id")
+        .values_list("trade_id", "price", "size", "side", "timestamp")[:limit]
+    )
+    return [
+        {"id": tid, "price": _text(price), "size": _text(size), "side": side, "ts": epoch_ms(ts)}
+        for tid, price, size, side, ts in rows
+    ]
+
+
+def latest_book(exchange: str, symbol: str, depth: int = 10) -> dict[str, Any] | None:
+    point = (
+        MarketData.objects.filter(exchange=exchange, symbol=symbol, data_type="orderbook")
+        .order_by("-timestamp", "-id")
+        .first()
+    )
+    if point is None or not isinstance(point.data, dict):
+        return None
+    levels = {
+        side: [[str(price), str(size)] for price, size, *_ in (point.data.get(side) or [])[:depth]]
+        for side in ("bids", "asks")
+    }
+    return {"exchange": exchange, "symbol": symbol, "ts": epoch_ms(point.timestamp), **levels}
+
+
+def latest_ticker(exchange: str, symbol: str) -> dict[str, Any] | None:
+    point = (
+        MarketData.objects.filter(exchange=exchange, symbol=symbol, data_type="ticker")
+        .order_by("-timestamp", "-id")
+        .first()
+    )
+    if point is None or not isinstance(point.data, dict):
+        return None
+    values = {name: value for name, value in point.data.items() if name != "raw"}
+    return {"exchange": exchange, "symbol": symbol, "ts": epoch_ms(point.timestamp), **values}
+
+
+# without Redis: the collectors' live channels, read back from the tables -------------------
+
+
+def updates_since(channels: list[str], cursors: dict[str, Any]) -> list[tuple[str, dict]]:
+    """(channel, message) for what the collectors would have published on these channels
+    since the last call (`cursors` remembers where each channel got to), in the same shapes
+    (`collectors.live_candles`, `collectors.live_feed`). The first call for a channel sends
+    its latest state, not its history."""
+    found: list[tuple[str, dict]] = []
+    now = datetime.now(UTC)
+    for channel in channels:
+        kind, exchange, rest = channel.split(":", 2)
+        if kind == "candles":
+            symbol, _, timeframe = rest.rpartition(":")
+            found += _candle_updates(channel, exchange, symbol, timeframe, cursors, now)
+        elif kind == "trades":
+            found += _trade_updates(channel, exchange, rest, cursors)
+        elif kind in ("books", "tickers"):
+            read = latest_book if kind == "books" else latest_ticker
+            latest = read(exchange, rest)
+            if latest is not None and latest["ts"] != cursors.get(channel):
+                cursors[channel] = latest["ts"]
+                found.append((channel, latest))
+    return found
+
+
+def _candle_updates(channel, exchange, symbol, timeframe, cursors, now) -> list[tuple[str, dict]]:
+    since = cursors.get(channel, now - timedelta(seconds=10))
+    rows = Candle.objects.filter(
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        timestamp__gt=since - 2 * timeframe_delta(timeframe),
+        updated_at__gt=since,
+    )
+    found = []
+    for row in rows.order_by("timestamp").values_list(*CANDLE_FIELDS, "updated_at"):
+        found.append((channel, candle_message(CandleValue(*row[:-1]))))
+        since = max(since, row[-1])
+    cursors[channel] = since
+    return found
+
+
+def _trade_updates(channel, exchange, symbol, cursors) -> list[tuple[str, dict]]:
+    trades = RawTrade.objects.filter(exchange=exchange, symbol=symbol)
+    if channel not in cursors:
+        cursors[channel] = trades.order_by("-id").values_list("id", flat=True).first() or 0
+        return []
+    newest = trades.filter(id__gt=cursors[channel]).order_by("-id")
+    rows = list(newest.values_list("id", "trade_id", "price", "size", "side", "timestamp")[:50])
+    if not rows:
+        return []
+    cursors[channel] = rows[0][0]
+    tape = [
+        {"id": tid, "price": _text(price), "size": _text(size), "side": side, "ts": epoch_ms(ts)}
+        for _, tid, price, size, side, ts in reversed(rows)
+    ]
+    message = {"exchange": exchange, "symbol": symbol, "count": len(rows), "trades": tape}
+    return [(channel, message)]
