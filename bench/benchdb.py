@@ -1,7 +1,11 @@
-"""What the benchmarks share: a throw-away database on the local server, ports, memory."""
+"""What the benchmarks share: a throw-away database on the local server, ports, memory, the
+OKX simulator in its own process."""
 
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -40,3 +44,55 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class Simulator:
+    """The simulator in its own process, so it does not share this one's interpreter."""
+
+    def __init__(self, rate: float, instruments: list[str]) -> None:
+        root = Path(__file__).resolve().parent.parent
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "simulate_exchange",
+                "okx",
+                "--port",
+                str(self.port),
+                "--rate",
+                str(rate),
+                "--seed",
+                "1",
+                "--instruments",
+                ",".join(instruments),
+            ],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the simulator did not start")
+
+    def config(self, symbol: str, data_types: tuple[str, ...] = ("trade",)):
+        from collectors.types import DataType, ExchangeCollectorConfig
+
+        return ExchangeCollectorConfig(
+            "okx",
+            symbol,
+            [DataType(name) for name in data_types],
+            custom_params={
+                "public_ws_url": f"ws://127.0.0.1:{self.port}/ws/v5/public",
+                "rest_url": f"http://127.0.0.1:{self.port}",
+                "buffer_size": 5000,
+            },
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=20)

@@ -12,9 +12,7 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 
 import argparse
 import asyncio
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchdb import (  # noqa: E402
+    Simulator,
     drop_database,
-    free_port,
     recreate_database,
     rss_mb,
     use_database,
@@ -33,57 +31,6 @@ DB_NAME = "tcp_bench_ingest"
 use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
-
-
-class Simulator:
-    """The simulator in its own process, so it does not share this one's interpreter."""
-
-    def __init__(self, rate: float, instruments: list[str]) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "simulate_exchange",
-                "okx",
-                "--port",
-                str(self.port),
-                "--rate",
-                str(rate),
-                "--seed",
-                "1",
-                "--instruments",
-                ",".join(instruments),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("the simulator did not start")
-
-    def config(self, symbol: str):
-        from collectors.types import DataType, ExchangeCollectorConfig
-
-        return ExchangeCollectorConfig(
-            "okx",
-            symbol,
-            [DataType.TRADE],
-            custom_params={
-                "public_ws_url": f"ws://127.0.0.1:{self.port}/ws/v5/public",
-                "rest_url": f"http://127.0.0.1:{self.port}",
-                "buffer_size": 5000,
-            },
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=20)
 
 
 def throughput(seconds: float) -> dict:

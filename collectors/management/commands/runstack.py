@@ -78,14 +78,32 @@ def simulator_config(port: int) -> Path:
     return path
 
 
+def web_server(bind: str, workers: int = 2) -> list[str]:
+    """The web server: gunicorn's own ASGI workers, for the dashboard's live streams (async
+    views, docs/dashboard.md). Open streams get 5 s to end on a stop; browsers reconnect."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [
+        gunicorn,
+        "tcp_dashboard.asgi:application",
+        "--worker-class",
+        "asgi",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--graceful-timeout",
+        "5",
+        "--no-control-socket",
+    ]
+
+
 def parts(env: dict[str, str], addr: str, rate: float, port: int) -> list[tuple[str, list[str]]]:
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "tcp_dashboard"]
     simulator = [*manage, "simulate_exchange", "okx", "--port", str(port)]
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     found = [
         ("simulator", [*simulator, "--rate", f"{rate:g}", "--seed", "1"]),
-        ("web", [gunicorn, "tcp_dashboard.wsgi", "--bind", addr, "--workers", "2"]),
+        ("web", web_server(addr)),
     ]
     if not env.get("REDIS_URL"):
         return [*found, ("collectors", [*manage, "collect"])]
@@ -138,6 +156,7 @@ class Command(BaseCommand):
                 self.setup(env, "collectors", "start", "okx:BTC-USDT")
                 self.setup(env, "collectors", "start", "okx:ETH-USDT")
                 self.log("Flower: http://127.0.0.1:5555/")
+            self.log(f"dashboard: http://{addr}/ (sign in as admin)")
             self.log(f"admin: http://{addr}/admin/  user admin  password {password}")
             while not stopping:
                 exited = [name for name, process in running.items() if process.poll() is not None]
