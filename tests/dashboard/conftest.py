@@ -126,8 +126,12 @@ class LiveStack:
 def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[LiveStack]:
     from collectors.health import send_start
     from collectors.simulators.okx import OkxSimulator
-    from tests.collectors.test_hosting import HOSTING_ENV, celery_processes, empty_redis
-    from tests.collectors.test_hosting import configure_exchange
+    from tests.collectors.test_hosting import (
+        HOSTING_ENV,
+        celery_processes,
+        configure_exchange,
+        empty_redis,
+    )
 
     directory = tmp_path_factory.mktemp("live-stack")
     simulator = OkxSimulator(seed=11, rate=20.0, instruments=SYMBOLS)

@@ -3,11 +3,19 @@ a collector worker and the web server, as an operator and a trader would use it.
 
 import json
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.conftest import wait_until
-from tests.dashboard.conftest import SYMBOLS, screenshot, sign_in
+from tests.dashboard.conftest import (
+    SYMBOLS,
+    read_events,
+    running_web_server,
+    screenshot,
+    sign_in,
+)
 
 # The live stack's data is stored once per module; each test only reads (and the database
 # marker makes pytest-django set the test database up).
@@ -16,11 +24,14 @@ pytestmark = pytest.mark.django_db
 MARKET = f"okx:{SYMBOLS[0]}"
 
 
+BOARD_PRICES = """() => Object.fromEntries(
+    [...document.querySelectorAll('#board tbody tr')].map((row) => [
+        row.dataset.market, row.querySelector('[data-field=last_price]').textContent]))"""
+NO_VALUE = "\u2013"  # what a cell shows without a value
+
+
 def board_prices(page) -> dict[str, str]:
-    return page.evaluate(
-        """() => Object.fromEntries([...document.querySelectorAll('#board tbody tr')].map(
-            (row) => [row.dataset.market, row.querySelector('[data-field=last_price]').textContent]))"""
-    )
+    return page.evaluate(BOARD_PRICES)
 
 
 def test_signing_in_shows_the_board_filling_with_live_prices(live_stack, browser):
@@ -32,7 +43,7 @@ def test_signing_in_shows_the_board_filling_with_live_prices(live_stack, browser
 
     def priced() -> dict[str, str] | None:
         prices = board_prices(page)
-        return prices if all(price not in ("", "–") for price in prices.values()) else None
+        return prices if all(price not in ("", NO_VALUE) for price in prices.values()) else None
 
     first = wait_until(priced, 30, 0.2, message="a price on every row")
     page.evaluate("window.notReloaded = true")
@@ -81,7 +92,11 @@ def test_switching_the_timeframe_shows_that_timeframes_candles(live_stack, brows
     sign_in(page, live_stack.web, "trader")
     page.goto(f"{live_stack.web.url}/markets/okx/{SYMBOLS[0]}/?timeframe=1s")
     page.wait_for_function("window.tcpMarket.loaded")
-    with page.expect_request(lambda request: "timeframe=1m" in request.url and "/candles/" in request.url):
+
+    def asks_for_1m_candles(request) -> bool:
+        return "/api/v1/candles/" in request.url and "timeframe=1m" in request.url
+
+    with page.expect_request(asks_for_1m_candles):
         page.click('#timeframes a[data-timeframe="1m"]')
     page.wait_for_function("window.tcpMarket.timeframe === '1m' && window.tcpMarket.loaded")
     assert page.url.endswith("?timeframe=1m")
@@ -129,3 +144,47 @@ def test_a_non_staff_user_has_no_control_buttons_and_the_api_refuses_them(live_s
         MARKET,
     )
     assert answer["status"] == 403, json.dumps(answer)
+
+
+def test_a_live_stream_serves_signed_in_viewers_and_refuses_anonymous_ones(live_stack, browser):
+    url = f"{live_stack.web.url}/live/markets/okx/{SYMBOLS[0]}/?timeframe=1s"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 403
+    sign_in(browser.new_page(), live_stack.web, "trader")
+    session = next(c for c in browser.cookies() if c["name"] == "sessionid")
+    events = read_events(
+        url,
+        f"sessionid={session['value']}",
+        until=lambda seen: {"hello", "candle", "trades", "book"} <= {name for name, _ in seen},
+    )
+    hello = json.loads(events[0][1])
+    assert events[0][0] == "hello" and hello["mode"] == "redis"
+    trades = [json.loads(data) for name, data in events if name == "trades"]
+    assert all(message["symbol"] == SYMBOLS[0] for message in trades)
+    assert all(len(message["trades"]) <= 50 for message in trades)
+    candles = [json.loads(data) for name, data in events if name == "candle"]
+    assert all(candle["timeframe"] == "1s" for candle in candles)
+
+
+def test_without_redis_the_pages_say_so_and_still_update_from_the_database(
+    live_stack, browser, tmp_path
+):
+    with running_web_server(tmp_path, REDIS_URL="", VAR_DIR=str(tmp_path / "var")) as web:
+        page = browser.new_page()
+        sign_in(page, web, "trader")
+        assert "embedded mode (no Redis)" in page.locator("#degraded").text_content()
+        page.goto(f"{web.url}/markets/okx/{SYMBOLS[0]}/?timeframe=1s")
+        page.wait_for_function("document.body.dataset.liveMode === 'database'")
+        assert "updates every 2 s from the database" in page.locator("#live-status").text_content()
+        newest = page.locator("#tape tbody tr time").first.text_content()
+        # the collectors keep storing trades: they reach the tape through the database
+        wait_until(
+            lambda: page.locator("#tape tbody tr time").first.text_content() > newest,
+            20,
+            0.2,
+            message="a newer trade on the tape",
+        )
+        page.goto(f"{web.url}/collectors/")
+        assert "REDIS_URL is not set" in page.locator("#collectors-unavailable").text_content()
+        screenshot(page, "collectors-without-redis")
