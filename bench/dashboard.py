@@ -22,6 +22,7 @@ markets have names of their own, so other publishers do not mix in).
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import re
 import signal
@@ -48,6 +49,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 use_database(DB_NAME, REDIS_URL=REDIS_URL, DB_POOL="0", CANDLE_GRACE="0.5")
 SYMBOL = "DSHB-USDT"
 BOARD_STREAMS = 50
+TIMED_VIEWERS = 25  # of the many viewers, how many time their final candles
 PASSWORD = "bench-password-1"
 
 import django  # noqa: E402
@@ -248,7 +250,12 @@ def login(page, server: WebServer) -> None:
     page.wait_for_url(f"{server.url}/")
 
 
-async def viewer(port: int, cookie: str, path: str, stats: dict, stop: asyncio.Event) -> None:
+async def viewer(
+    port: int, cookie: str, path: str, stats: dict, stop: asyncio.Event, timed: bool
+) -> None:
+    """One live viewer. All count their events; `timed` ones also note when each final
+    candle arrived (parsing every event of 500 viewers would make this process the
+    bottleneck on a 2-core machine)."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
@@ -273,11 +280,12 @@ async def viewer(port: int, cookie: str, path: str, stats: dict, stop: asyncio.E
                 continue
             if not data:
                 break
+            stats["events"] += data.count(b"event: ")
+            if not timed:
+                continue
             now = time.time()
-            stats["bytes"] += len(data)
             buffer += data
             *events, buffer = buffer.split(b"\n\n")
-            stats["events"] += len(events)
             for event in events:
                 # (the body is chunked: a chunk-size line may precede an event)
                 if b"event: candle" in event and (found := FINAL.search(event)):
@@ -286,42 +294,59 @@ async def viewer(port: int, cookie: str, path: str, stats: dict, stop: asyncio.E
         writer.close()
 
 
-async def many_viewers(
-    server: WebServer, cookie: str, count: int, seconds: float, collector: Collector
-) -> dict:
+async def watch(port: int, cookie: str, count: int, seconds: float, report) -> None:
+    """`count` viewers of the bench market: connect them, report, count for `seconds`."""
     stats = {"connected": 0, "failed": 0, "events": 0, "bytes": 0, "finals": []}
     stop = asyncio.Event()
     path = f"/live/markets/okx/{SYMBOL}/?timeframe=1s"
     started = time.monotonic()
     tasks = []
-    for _ in range(count):
-        tasks.append(asyncio.create_task(viewer(server.port, cookie, path, stats, stop)))
+    for number in range(count):
+        timed = number % max(1, count // TIMED_VIEWERS) == 0
+        tasks.append(asyncio.create_task(viewer(port, cookie, path, stats, stop, timed)))
         await asyncio.sleep(0.002)
     while stats["connected"] + stats["failed"] < count and time.monotonic() - started < 60:
         await asyncio.sleep(0.1)
     connect_seconds = time.monotonic() - started
     await asyncio.sleep(2)  # settle
-    events0, cpu0, t0 = stats["events"], server.cpu_seconds(), time.monotonic()
+    report.put({k: stats[k] for k in ("connected", "failed")} | {"connect": connect_seconds})
+    events0, t0 = stats["events"], time.monotonic()
     stats["finals"].clear()
-    rss = []
-    while time.monotonic() - t0 < seconds:
-        await asyncio.sleep(1)
-        rss.append(server.rss_mb())
-    cpu1, t1 = server.cpu_seconds(), time.monotonic()
-    events = stats["events"] - events0
+    await asyncio.sleep(seconds)
+    per_viewer = (stats["events"] - events0) / max(1, stats["connected"]) / (time.monotonic() - t0)
+    report.put({"per_viewer": per_viewer, "finals": list(stats["finals"])})
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def many_viewers(server: WebServer, cookie: str, count: int, seconds: float, collector) -> dict:
+    """The viewers run in a process of their own, apart from the collector in this one."""
+    context = multiprocessing.get_context("fork")
+    report = context.Queue()
+    child = context.Process(
+        target=lambda: asyncio.run(watch(server.port, cookie, count, seconds, report))
+    )
+    child.start()
+    connected = report.get(timeout=180)
+    cpu0, t0 = server.cpu_seconds(), time.monotonic()
+    rss = []
+    while time.monotonic() - t0 < seconds:
+        time.sleep(1)
+        rss.append(server.rss_mb())
+    cpu1, t1 = server.cpu_seconds(), time.monotonic()
+    counted = report.get(timeout=180)
+    child.join(timeout=60)
     latencies = [
         (received - collector.closed_at[stamp]) * 1000
-        for stamp, received in stats["finals"]
+        for stamp, received in counted["finals"]
         if stamp in collector.closed_at
     ]
-    connected = stats["connected"]
-    failed = f" ({stats['failed']} failed)" if stats["failed"] else ""
-    per_viewer = events / max(1, connected) / (t1 - t0)
+    failed = f" ({connected['failed']} failed)" if connected["failed"] else ""
     return {
-        "viewers connected": f"{connected} of {count} in {connect_seconds:.1f} s{failed}",
-        "events received per viewer per second": f"{per_viewer:.1f}",
+        "viewers connected": (
+            f"{connected['connected']} of {count} in {connected['connect']:.1f} s{failed}"
+        ),
+        "events received per viewer per second": f"{counted['per_viewer']:.1f}",
         "close -> received by a viewer": summary(latencies),
         "web server CPU (all processes, % of one core)": f"{(cpu1 - cpu0) / (t1 - t0):.0%}",
         "web server memory (RSS, all processes)": (
@@ -333,7 +358,7 @@ async def many_viewers(
 def board_paint(playwright, server: WebServer, repeats: int = 5) -> dict:
     from dashboard.browser import chromium
 
-    paints, rendered = [], []
+    paints, rendered, served = [], [], []
     with chromium(playwright) as context:
         page = context.new_page()
         login(page, server)
@@ -342,15 +367,20 @@ def board_paint(playwright, server: WebServer, repeats: int = 5) -> dict:
             page.wait_for_function(
                 f"document.querySelectorAll('#board tbody tr').length >= {BOARD_STREAMS}"
             )
-            paint = page.evaluate(FIRST_PAINT)
-            mark = page.evaluate("performance.getEntriesByName('tcp:board-rendered')[0].startTime")
-            paints.append(paint)
-            rendered.append(mark)
+            paints.append(page.evaluate(FIRST_PAINT))
+            rendered.append(
+                page.evaluate("performance.getEntriesByName('tcp:board-rendered')[0].startTime")
+            )
+            served.append(
+                page.evaluate("performance.getEntriesByType('navigation')[0].responseStart")
+            )
     paint = f"median {statistics.median(paints):.0f} ms, max {max(paints):.0f} ms"
     rows = f"median {statistics.median(rendered):.0f} ms, max {max(rendered):.0f} ms"
+    server_time = f"median {statistics.median(served):.0f} ms, max {max(served):.0f} ms"
     return {
         f"first contentful paint, {BOARD_STREAMS} streams ({repeats} loads)": paint,
         "rows rendered": rows,
+        "of which the server's answer (first byte)": server_time,
     }
 
 
@@ -389,11 +419,39 @@ def ingest(seconds: float, rounds: int = 3) -> dict:
     finally:
         client.close()
         simulator.stop()
-    return {
+    figures = {
         label: f"median {statistics.median(found):,.0f} trades/s "
         f"(runs: {', '.join(f'{rate:,.0f}' for rate in found)})"
         for label, found in rates.items()
     }
+    per_trade = feed_cost_per_trade()
+    figures["the live feed's work per trade (its callback)"] = (
+        f"{per_trade * 1e6:.2f} us, {per_trade * 45_000:.1%} of one core at 45,000 trades/s"
+    )
+    return figures
+
+
+def feed_cost_per_trade(count: int = 200_000) -> float:
+    """Seconds the feed's callback takes per trade (a point lands in its market's deque)."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from collectors.live_feed import MarketFeed
+    from collectors.types import DataType, MarketDataPoint
+
+    point = MarketDataPoint(
+        "okx", "X-USDT", datetime.now(UTC), DataType.TRADE,
+        {"trade_id": "1", "price": Decimal("1.5"), "size": Decimal(2), "side": "buy"},
+    )  # fmt: skip
+    feed = MarketFeed("okx", "X-USDT")
+    add = feed.add_trade
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(count):
+            add(point)
+        best = min(best, (time.perf_counter() - started) / count)
+    return best
 
 
 def show(title: str, figures: dict) -> None:
@@ -426,9 +484,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             latency = browser_latency(playwright, server, collector, options.seconds)
         show("1. live candle in a real browser (1s candles):", latency)
-        viewers = asyncio.run(
-            many_viewers(server, cookie, options.viewers, options.seconds, collector)
-        )
+        viewers = many_viewers(server, cookie, options.viewers, options.seconds, collector)
         show(
             f"2. {options.viewers} live viewers of one market (1s candles, trades, book):", viewers
         )

@@ -134,11 +134,11 @@ class Hub:
         self.routes: dict[str, dict[Formatter, set[Viewer]]] = {}
         self.snapshots: dict[str, bytes] = {}
         self.interrupted = ""  # why live updates stopped, while they are stopped
-        self.delivered = 0
         self._subscribed: set[str] = set()
         self._pubsub: redis.asyncio.client.PubSub | None = None
         self._sync_lock = asyncio.Lock()
-        self._tasks: dict[str, asyncio.Task] = {}
+        self._tasks: dict[str, asyncio.Task] = {}  # the long-running ones, by name
+        self._background: set[asyncio.Task] = set()
         self._cursors: dict[str, Any] = {}
 
     # viewers -------------------------------------------------------------------------------
@@ -151,8 +151,12 @@ class Hub:
                 formatted = formatter(channel, self.snapshots[channel])
                 if formatted is not None:
                     viewer.push(*formatted)
-        self._start(BOARD, self._snapshots, BOARD, selectors.board_snapshot, BOARD_EVERY)
-        self._start(COLLECTORS, self._snapshots, COLLECTORS, collector_snapshot, COLLECTORS_EVERY)
+        if BOARD in self.routes:
+            self._start(BOARD, self._snapshots, BOARD, selectors.board_snapshot, BOARD_EVERY)
+        if COLLECTORS in self.routes:
+            self._start(
+                COLLECTORS, self._snapshots, COLLECTORS, collector_snapshot, COLLECTORS_EVERY
+            )
         if self.mode == "redis":
             self._start("redis", self._read_redis)
             self._spawn(self._sync_subscriptions())
@@ -173,9 +177,6 @@ class Hub:
         if self.mode == "redis":
             self._spawn(self._sync_subscriptions())
 
-    def viewers(self) -> int:
-        return len({v for by in self.routes.values() for vs in by.values() for v in vs})
-
     def dispatch(self, channel: str, raw: bytes) -> None:
         for formatter, viewers in list(self.routes.get(channel, {}).items()):
             try:
@@ -188,7 +189,6 @@ class Hub:
             key, chunk = formatted
             for viewer in viewers:
                 viewer.push(key, chunk)
-            self.delivered += len(viewers)
 
     def notice(self, text: str) -> None:
         """Tell every viewer that live updates stopped (or, with "", resumed)."""
@@ -206,8 +206,13 @@ class Hub:
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks[f"spawned-{id(task)}"] = task
-        task.add_done_callback(lambda done: self._tasks.pop(f"spawned-{id(done)}", None))
+        self._background.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._background.discard)
+
+    def close(self) -> None:
+        """Cancel what the hub runs (its subscription, its loops)."""
+        for task in [*self._tasks.values(), *self._background]:
+            task.cancel()
 
     async def _snapshots(self, channel: str, compute: Callable, every: float) -> None:
         """While anyone watches `channel`, compute it every `every` seconds and send it."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, Subquery
 from rest_framework.exceptions import APIException
 
 from collectors.models import TradingPair
@@ -117,29 +117,55 @@ def market(exchange: str, symbol: str) -> Market | None:
     return Market(exchange, symbol, pair.enabled, tuple(pair.data_types or ()))
 
 
-def window_candles(exchange: str, symbol: str, now: datetime) -> list[tuple]:
-    """(timeframe, timestamp, open, high, low, close, volume, trade_count, is_final) of the
-    candles covering (now - 24 h, now], oldest first, plus the last few 1m candles."""
+def window_candles(found: list[Market], now: datetime) -> dict[tuple[str, str], list[tuple]]:
+    """Per market, (timeframe, timestamp, open, high, low, close, volume, trade_count,
+    is_final) of the candles covering (now - 24 h, now], oldest first, plus the 1m candles
+    of the last few minutes. One query, on the candles' unique index."""
     start = now - DAY
     first_hour = ceil_boundary(start, "1h")
     this_hour = floor_boundary(now, "1h")
     whole_hours = Q(timeframe="1h", timestamp__gt=first_hour, timestamp__lte=this_hour)
     head = Q(timeframe="1m", timestamp__gt=ceil_boundary(start, "1m"), timestamp__lte=first_hour)
     tail = Q(timeframe="1m", timestamp__gt=min(this_hour, now - RECENT_MINUTES))
-    rows = Candle.objects.filter(whole_hours | head | tail, exchange=exchange, symbol=symbol)
-    fields = ("timeframe", "timestamp", "open", "high", "low", "close", "volume")
-    return list(rows.order_by("timestamp").values_list(*fields, "trade_count", "is_final"))
-
-
-def market_row(market: Market, now: datetime) -> MarketRow:
-    row = MarketRow(market)
-    candles = window_candles(market.exchange, market.symbol, now)
-    last_trade = (
-        RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
-        .order_by("-timestamp")
-        .values_list("price", "timestamp")
-        .first()
+    rows = Candle.objects.filter(
+        whole_hours | head | tail,
+        exchange__in={m.exchange for m in found},
+        symbol__in={m.symbol for m in found},
     )
+    fields = ("timeframe", "timestamp", "open", "high", "low", "close", "volume")
+    by_market: dict[tuple[str, str], list[tuple]] = {}
+    ordered = rows.order_by("exchange", "symbol", "timestamp")
+    for exchange, symbol, *values in ordered.values_list(
+        "exchange", "symbol", *fields, "trade_count", "is_final"
+    ):
+        by_market.setdefault((exchange, symbol), []).append(tuple(values))
+    return by_market
+
+
+def last_trades(found: list[Market]) -> dict[tuple[str, str], tuple[Decimal, datetime]]:
+    """Per market, the price and time of its newest stored trade: one index probe each."""
+    newest = RawTrade.objects.filter(
+        exchange=OuterRef("exchange__name"), symbol=OuterRef("symbol")
+    ).order_by("-timestamp")
+    pairs = TradingPair.objects.filter(
+        exchange__name__in={m.exchange for m in found}, symbol__in={m.symbol for m in found}
+    ).annotate(
+        last_price=Subquery(newest.values("price")[:1]),
+        last_at=Subquery(newest.values("timestamp")[:1]),
+    )
+    return {
+        (exchange, symbol): (price, at)
+        for exchange, symbol, price, at in pairs.values_list(
+            "exchange__name", "symbol", "last_price", "last_at"
+        )
+        if at is not None
+    }
+
+
+def market_row(
+    market: Market, now: datetime, candles: list[tuple], last_trade: tuple | None
+) -> MarketRow:
+    row = MarketRow(market)
     if last_trade is not None:
         row.last_price, row.last_trade_at = last_trade
     # The 1m candles of the last few minutes may lie in the last whole hour: counted there.
@@ -160,9 +186,21 @@ def market_row(market: Market, now: datetime) -> MarketRow:
     return row
 
 
+def market_rows(found: list[Market], now: datetime) -> list[MarketRow]:
+    if not found:
+        return []
+    candles = window_candles(found, now)
+    trades = last_trades(found)
+    return [
+        market_row(
+            m, now, candles.get((m.exchange, m.symbol), []), trades.get((m.exchange, m.symbol))
+        )
+        for m in found
+    ]
+
+
 def board_rows(now: datetime | None = None) -> list[MarketRow]:
-    now = now or datetime.now(UTC)
-    return [market_row(found, now) for found in markets()]
+    return market_rows(markets(), now or datetime.now(UTC))
 
 
 def board_snapshot() -> dict[str, Any]:

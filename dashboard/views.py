@@ -153,7 +153,10 @@ async def market_stream(request, exchange: str, symbol: str):
     if await reader(request) is None:
         await release_connections()
         return HttpResponseForbidden("sign in to watch this market")
+    found = await sync_to_async(selectors.market)(exchange, symbol)
     await release_connections()
+    if found is None:
+        raise Http404(f"no market {exchange}:{symbol} is configured")
     timeframe = request.GET.get("timeframe", "1m")
     if timeframe not in TIMEFRAMES:
         return HttpResponseBadRequest(f"timeframe must be one of {', '.join(TIMEFRAMES)}")

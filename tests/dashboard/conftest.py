@@ -87,21 +87,26 @@ def make_users():
     return staff, viewer
 
 
-def seed_history(symbol: str, count: int = 3) -> None:
-    """A few stored, final 1m candles before now: the chart's history on the 1m timeframe."""
+HISTORY_MINUTES = (1, 2, 4)  # minutes before now of the stored 1m candles: 3 is a gap
+
+
+def seed_history(symbol: str) -> datetime:
+    """Three stored, final 1m candles before now, one minute missing between them: the
+    chart's history on the 1m timeframe. Returns the end of the missing minute."""
     from marketdata.candles import CandleValue, floor_boundary, store_candles
 
-    end = floor_boundary(datetime.now(UTC), "1m")
+    now = floor_boundary(datetime.now(UTC), "1m")
     price = Decimal("100.5")
     store_candles(
         [
             CandleValue(
-                "okx", symbol, "1m", end - timedelta(minutes=step), price, price + 1,
+                "okx", symbol, "1m", now - timedelta(minutes=step), price, price + 1,
                 price - 1, price, Decimal(2), Decimal(2) * price, price, 4,
             )
-            for step in range(count)
+            for step in HISTORY_MINUTES
         ]
     )  # fmt: skip
+    return now - timedelta(minutes=3)
 
 
 def forget_everything() -> None:
@@ -120,6 +125,7 @@ class LiveStack:
     web: WebServer
     simulator: object
     worker: str
+    gap: datetime  # the end of a minute without a stored candle in the first market's history
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +148,14 @@ def live_stack(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator
             exchange_pairs = dict.fromkeys(SYMBOLS, True)
             configure_exchange(simulator, exchange_pairs, data_types=("trade", "orderbook"))
             make_users()
-            seed_history(SYMBOLS[0])
+            gap = seed_history(SYMBOLS[0])
             with celery_processes(directory) as processes:
                 worker = processes.collector_worker("dashboard", **worker_env)
                 processes.wait_ready(worker)
                 for symbol in SYMBOLS:
                     send_start(f"okx:{symbol}")
                 with running_web_server(directory) as web:
-                    yield LiveStack(web, simulator, worker)
+                    yield LiveStack(web, simulator, worker, gap)
         finally:
             simulator.stop()
             forget_everything()

@@ -52,7 +52,7 @@ def test_24h_figures_come_from_whole_hours_and_the_minutes_at_either_end(market)
         size=Decimal(1), side="buy", timestamp=NOW - timedelta(seconds=10),
     )  # fmt: skip
 
-    row = selectors.market_row(market, NOW)
+    row = selectors.market_rows([market], NOW)[0]
 
     assert row.open_24h == Decimal("98")  # the oldest candle inside the window
     assert row.high_24h == Decimal("110")
@@ -68,7 +68,7 @@ def test_24h_figures_come_from_whole_hours_and_the_minutes_at_either_end(market)
 
 
 def test_a_market_with_nothing_stored_has_an_empty_row(market):
-    row = selectors.market_row(market, NOW)
+    row = selectors.market_rows([market], NOW)[0]
     assert row.as_dict() | {"market": "okx:BTC-USDT"} == {
         "market": "okx:BTC-USDT",
         "exchange": "okx",
@@ -88,7 +88,7 @@ def test_a_market_with_nothing_stored_has_an_empty_row(market):
 
 def test_a_quiet_market_trades_zero_times_a_minute(market):
     store_candles([candle("1m", at(1, 12, 20), "100", "100", "100", "100", "1", trades=5)])
-    assert selectors.market_row(market, NOW).trades_per_minute == 0
+    assert selectors.market_rows([market], NOW)[0].trades_per_minute == 0
 
 
 def test_every_configured_pair_has_a_row_disabled_ones_included(market):

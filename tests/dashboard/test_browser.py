@@ -87,7 +87,7 @@ def test_a_market_page_draws_each_new_candle_without_a_reload(live_stack, browse
     screenshot(page, "market")
 
 
-def test_switching_the_timeframe_shows_that_timeframes_candles(live_stack, browser):
+def test_switching_the_timeframe_shows_its_candles_with_gaps_as_gaps(live_stack, browser):
     page = browser.new_page()
     sign_in(page, live_stack.web, "trader")
     page.goto(f"{live_stack.web.url}/markets/okx/{SYMBOLS[0]}/?timeframe=1s")
@@ -101,8 +101,9 @@ def test_switching_the_timeframe_shows_that_timeframes_candles(live_stack, brows
     page.wait_for_function("window.tcpMarket.timeframe === '1m' && window.tcpMarket.loaded")
     assert page.url.endswith("?timeframe=1m")
     assert page.locator('#timeframes a[aria-current="true"]').text_content() == "1m"
-    # the stored 1m history (three candles) is drawn
+    # the stored 1m history (three candles) is drawn, the minute without trades a gap
     assert page.evaluate("window.tcpMarket.bars") >= 3
+    assert live_stack.gap.timestamp() in page.evaluate("window.tcpMarket.gaps")
 
 
 def test_staff_restart_a_collector_and_see_its_state_change(live_stack, browser):

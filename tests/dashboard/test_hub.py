@@ -56,8 +56,7 @@ def test_every_viewer_of_a_channel_shares_one_redis_subscription(redis_client):
             return dict(redis_client.pubsub_numsub(CHANNEL))[CHANNEL.encode()] == 0
 
         await wait_for(nobody)
-        for task in live._tasks.values():
-            task.cancel()
+        live.close()
 
     asyncio.run(scenario())
 
@@ -106,8 +105,7 @@ def test_viewers_are_told_when_redis_does_not_answer():
 
         await wait_for(told)
         assert "Redis does not answer" in live.interrupted
-        for task in live._tasks.values():
-            task.cancel()
+        live.close()
 
     asyncio.run(scenario())
 
@@ -151,8 +149,7 @@ def test_without_redis_new_trades_and_candles_come_from_the_database():
         candle = json.loads(sent.split("event: candle\ndata: ", 1)[1].split("\n", 1)[0])
         assert (candle["timeframe"], candle["is_final"]) == ("1m", False)
         live.unsubscribe(viewer)
-        for task in live._tasks.values():
-            task.cancel()
+        live.close()
         await asyncio.sleep(0)
 
     asyncio.run(scenario())

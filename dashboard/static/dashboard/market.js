@@ -105,6 +105,7 @@
     state.first = candleData.length ? candleData[0].time : null;
     state.last = candleData.length ? candleData[candleData.length - 1].time : null;
     window.tcpMarket.bars = candleData.filter((c) => c.open !== undefined).length;
+    window.tcpMarket.gaps = candleData.filter((c) => c.open === undefined).map((c) => c.time);
     window.tcpMarket.loaded = true;
     chart.timeScale().scrollToRealTime();
   }
