@@ -71,9 +71,13 @@ const TCP = (() => {
   }
 
   // Listen to a page's stream; `handlers` maps event names to functions of the parsed data.
-  function connect(url, handlers) {
+  // After a dropped stream is back, `onReconnect` fills in what was missed meanwhile.
+  function connect(url, handlers, onReconnect = null) {
     const source = new EventSource(url);
+    let hellos = 0;
     source.addEventListener("hello", (event) => {
+      hellos += 1;
+      if (hellos > 1 && onReconnect) onReconnect();
       const hello = JSON.parse(event.data);
       document.body.dataset.liveMode = hello.mode;
       setStatus(hello.mode === "redis" ? "live" : "degraded", hello.label);

@@ -233,7 +233,7 @@
       trades: (message) => addTrades(message.trades),
       book: showBook,
       ticker: showTicker,
-    });
+    }, reload);
   }
 
   async function reload() {
