@@ -25,9 +25,7 @@ import asyncio
 import multiprocessing
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,10 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from benchdb import (  # noqa: E402
     Simulator,
+    WebServer,
     drop_database,
-    free_port,
     recreate_database,
-    rss_mb,
     use_database,
 )
 
@@ -59,64 +56,6 @@ FIRST_PAINT = """new Promise((resolve) => new PerformanceObserver((list) => {
   if (found) resolve(found.startTime);
 }).observe({ type: "paint", buffered: true }))"""
 FINAL = re.compile(rb'"timestamp": "([^"]+)"[^}]*"is_final": true')
-
-
-class WebServer:
-    """The web server as runstack starts it, on a free port, against the bench database."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, DB_POOL="1", LOG_LEVEL="WARNING")
-        self.process = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("gunicorn")),
-                *web_server_arguments(f"127.0.0.1:{self.port}", workers),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        import urllib.request
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("the web server did not start")
-
-    def pids(self) -> list[int]:
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [self.process.pid, *map(int, children.read_text().split())]
-
-    def cpu_seconds(self) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for pid in self.pids():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        return total
-
-    def rss_mb(self) -> float:
-        return sum(rss_mb(pid) for pid in self.pids())
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def web_server_arguments(bind: str, workers: int) -> list[str]:
-    from collectors.management.commands.runstack import web_server
-
-    return web_server(bind, workers)[1:]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -477,7 +416,7 @@ def main() -> None:
     simulator = Simulator(rate=20, instruments=[SYMBOL])
     configure_markets(simulator)
     cookie = session_cookie()
-    server = WebServer()
+    server = WebServer(DB_POOL="1", LOG_LEVEL="WARNING")
     collector = Collector(simulator)
     try:
         collector.start()

@@ -59,40 +59,42 @@ def epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // MILLISECOND
 
 
-def _text(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A Decimal as text in plain notation (never a float); anything else as it is."""
     return format(value, "f") if isinstance(value, Decimal) else value
 
 
-def trade_message(exchange: str, symbol: str, count: int, points: list[MarketDataPoint]) -> dict:
-    trades = [
-        {
-            "id": point.data.get("trade_id"),
-            "price": _text(point.data["price"]),
-            "size": _text(point.data["size"]),
-            "side": point.data.get("side"),
-            "ts": epoch_ms(point.timestamp),
-        }
-        for point in points
-    ]
-    return {"exchange": exchange, "symbol": symbol, "count": count, "trades": trades}
-
-
-def book_message(point: MarketDataPoint) -> dict:
-    data = point.data
+def trade_item(trade_id: str | None, price, size, side: str, timestamp: datetime) -> dict:
+    """One trade as live views get it."""
     return {
-        "exchange": point.exchange,
-        "symbol": point.symbol,
-        "ts": epoch_ms(point.timestamp),
-        "bids": [[str(p), str(s)] for p, s in (data.get("bids") or [])[:BOOK_DEPTH]],
-        "asks": [[str(p), str(s)] for p, s in (data.get("asks") or [])[:BOOK_DEPTH]],
+        "id": trade_id,
+        "price": plain(price),
+        "size": plain(size),
+        "side": side,
+        "ts": epoch_ms(timestamp),
     }
 
 
-def ticker_message(point: MarketDataPoint) -> dict:
-    message = {"exchange": point.exchange, "symbol": point.symbol, "ts": epoch_ms(point.timestamp)}
-    for name, value in point.data.items():
+def trade_message(exchange: str, symbol: str, count: int, trades: list[dict]) -> dict:
+    return {"exchange": exchange, "symbol": symbol, "count": count, "trades": trades}
+
+
+def book_message(exchange: str, symbol: str, timestamp: datetime, data: dict) -> dict:
+    """An order book's top BOOK_DEPTH levels a side, as [price, size] strings."""
+    return {
+        "exchange": exchange,
+        "symbol": symbol,
+        "ts": epoch_ms(timestamp),
+        "bids": [[str(p), str(s)] for p, s, *_ in (data.get("bids") or [])[:BOOK_DEPTH]],
+        "asks": [[str(p), str(s)] for p, s, *_ in (data.get("asks") or [])[:BOOK_DEPTH]],
+    }
+
+
+def ticker_message(exchange: str, symbol: str, timestamp: datetime, data: dict) -> dict:
+    message = {"exchange": exchange, "symbol": symbol, "ts": epoch_ms(timestamp)}
+    for name, value in data.items():
         if name != "raw":
-            message[name] = _text(value)
+            message[name] = plain(value)
     return message
 
 
@@ -129,20 +131,23 @@ class MarketFeed:
         received = self.received
         if points:
             count = max(received - self.sent, len(points))
-            found.append(
-                (
-                    trade_channel(self.exchange, self.symbol),
-                    trade_message(self.exchange, self.symbol, count, points),
-                )
-            )
+            trades = [
+                trade_item(p.data.get("trade_id"), p.data["price"], p.data["size"],
+                           p.data.get("side"), p.timestamp)
+                for p in points
+            ]  # fmt: skip
+            message = trade_message(self.exchange, self.symbol, count, trades)
+            found.append((trade_channel(self.exchange, self.symbol), message))
         self.sent = received
         book, ticker = self.book, self.ticker
         if book is not None and book is not self._book_sent:
             self._book_sent = book
-            found.append((book_channel(self.exchange, self.symbol), book_message(book)))
+            message = book_message(self.exchange, self.symbol, book.timestamp, book.data)
+            found.append((book_channel(self.exchange, self.symbol), message))
         if ticker is not None and ticker is not self._ticker_sent:
             self._ticker_sent = ticker
-            found.append((ticker_channel(self.exchange, self.symbol), ticker_message(ticker)))
+            message = ticker_message(self.exchange, self.symbol, ticker.timestamp, ticker.data)
+            found.append((ticker_channel(self.exchange, self.symbol), message))
         return found
 
 

@@ -15,6 +15,14 @@ from typing import Any
 from django.db.models import OuterRef, Q, Subquery
 from rest_framework.exceptions import APIException
 
+from collectors.live_feed import (
+    book_message,
+    epoch_ms,
+    plain,
+    ticker_message,
+    trade_item,
+    trade_message,
+)
 from collectors.models import TradingPair
 from marketdata.candles import (
     CANDLE_FIELDS,
@@ -29,16 +37,6 @@ from marketdata.models import Candle, MarketData, RawTrade
 DAY = timedelta(hours=24)
 RECENT_MINUTES = timedelta(minutes=3)  # where the last closed 1m candle is looked for
 TAPE_LENGTH = 50
-
-
-def epoch_ms(moment: datetime | None) -> int | None:
-    if moment is None:
-        return None
-    return round(moment.timestamp() * 1000)
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,14 +83,14 @@ class MarketRow:
             "exchange": self.market.exchange,
             "symbol": self.market.symbol,
             "enabled": self.market.enabled,
-            "last_price": _text(self.last_price),
-            "last_trade_ms": epoch_ms(self.last_trade_at),
-            "open_24h": _text(self.open_24h),
-            "high_24h": _text(self.high_24h),
-            "low_24h": _text(self.low_24h),
-            "volume_24h": _text(self.volume_24h),
-            "change_24h": _text(self.change_24h),
-            "change_percent": _text(self.change_percent),
+            "last_price": plain(self.last_price),
+            "last_trade_ms": epoch_ms(self.last_trade_at) if self.last_trade_at else None,
+            "open_24h": plain(self.open_24h),
+            "high_24h": plain(self.high_24h),
+            "low_24h": plain(self.low_24h),
+            "volume_24h": plain(self.volume_24h),
+            "change_24h": plain(self.change_24h),
+            "change_percent": plain(self.change_percent),
             "trades_per_minute": self.trades_per_minute,
         }
 
@@ -239,12 +237,6 @@ def collector_board() -> CollectorBoard:
 # one market ---------------------------------------------------------------------------------
 
 
-def history_start(timeframe: str, bars: int, now: datetime | None = None) -> datetime:
-    """Where a chart of `bars` intervals of the timeframe, ending now, starts."""
-    now = now or datetime.now(UTC)
-    return floor_boundary(now, timeframe) - timeframe_delta(timeframe) * bars
-
-
 def recent_trades(exchange: str, symbol: str, limit: int = TAPE_LENGTH) -> list[dict[str, Any]]:
     """The newest trades, newest first, as the live feed sends them."""
     rows = (
@@ -252,37 +244,26 @@ def recent_trades(exchange: str, symbol: str, limit: int = TAPE_LENGTH) -> list[
         .order_by("-timestamp", "-id")
         .values_list("trade_id", "price", "size", "side", "timestamp")[:limit]
     )
-    return [
-        {"id": tid, "price": _text(price), "size": _text(size), "side": side, "ts": epoch_ms(ts)}
-        for tid, price, size, side, ts in rows
-    ]
+    return [trade_item(*row) for row in rows]
 
 
-def latest_book(exchange: str, symbol: str, depth: int = 10) -> dict[str, Any] | None:
+def _latest_point(exchange: str, symbol: str, data_type: str) -> MarketData | None:
     point = (
-        MarketData.objects.filter(exchange=exchange, symbol=symbol, data_type="orderbook")
+        MarketData.objects.filter(exchange=exchange, symbol=symbol, data_type=data_type)
         .order_by("-timestamp", "-id")
         .first()
     )
-    if point is None or not isinstance(point.data, dict):
-        return None
-    levels = {
-        side: [[str(price), str(size)] for price, size, *_ in (point.data.get(side) or [])[:depth]]
-        for side in ("bids", "asks")
-    }
-    return {"exchange": exchange, "symbol": symbol, "ts": epoch_ms(point.timestamp), **levels}
+    return point if point is not None and isinstance(point.data, dict) else None
+
+
+def latest_book(exchange: str, symbol: str) -> dict[str, Any] | None:
+    point = _latest_point(exchange, symbol, "orderbook")
+    return None if point is None else book_message(exchange, symbol, point.timestamp, point.data)
 
 
 def latest_ticker(exchange: str, symbol: str) -> dict[str, Any] | None:
-    point = (
-        MarketData.objects.filter(exchange=exchange, symbol=symbol, data_type="ticker")
-        .order_by("-timestamp", "-id")
-        .first()
-    )
-    if point is None or not isinstance(point.data, dict):
-        return None
-    values = {name: value for name, value in point.data.items() if name != "raw"}
-    return {"exchange": exchange, "symbol": symbol, "ts": epoch_ms(point.timestamp), **values}
+    point = _latest_point(exchange, symbol, "ticker")
+    return None if point is None else ticker_message(exchange, symbol, point.timestamp, point.data)
 
 
 # without Redis: the collectors' live channels, read back from the tables -------------------
@@ -338,9 +319,5 @@ def _trade_updates(channel, exchange, symbol, cursors) -> list[tuple[str, dict]]
     if not rows:
         return []
     cursors[channel] = rows[0][0]
-    tape = [
-        {"id": tid, "price": _text(price), "size": _text(size), "side": side, "ts": epoch_ms(ts)}
-        for _, tid, price, size, side, ts in reversed(rows)
-    ]
-    message = {"exchange": exchange, "symbol": symbol, "count": len(rows), "trades": tape}
-    return [(channel, message)]
+    tape = [trade_item(*row[1:]) for row in reversed(rows)]
+    return [(channel, trade_message(exchange, symbol, len(rows), tape))]

@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis
+from django.conf import settings
 
 from tests.conftest import wait_until
 from tests.dashboard.conftest import (
@@ -154,11 +156,21 @@ def test_a_live_stream_serves_signed_in_viewers_and_refuses_anonymous_ones(live_
     assert refused.value.code == 403
     sign_in(browser.new_page(), live_stack.web, "trader")
     session = next(c for c in browser.cookies() if c["name"] == "sessionid")
-    events = read_events(
-        url,
-        f"sessionid={session['value']}",
-        until=lambda seen: {"hello", "candle", "trades", "book"} <= {name for name, _ in seen},
-    )
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    channel = f"candles:okx:{SYMBOLS[0]}:1s"
+
+    def subscribers() -> int:
+        return dict(client.pubsub_numsub(channel))[channel.encode()]
+
+    during = []
+
+    def enough(seen) -> bool:
+        names = {name for name, _ in seen}
+        if "candle" in names and not during:
+            during.append(subscribers())
+        return {"hello", "candle", "trades", "book"} <= names
+
+    events = read_events(url, f"sessionid={session['value']}", until=enough)
     hello = json.loads(events[0][1])
     assert events[0][0] == "hello" and hello["mode"] == "redis"
     trades = [json.loads(data) for name, data in events if name == "trades"]
@@ -166,6 +178,12 @@ def test_a_live_stream_serves_signed_in_viewers_and_refuses_anonymous_ones(live_
     assert all(len(message["trades"]) <= 50 for message in trades)
     candles = [json.loads(data) for name, data in events if name == "candle"]
     assert all(candle["timeframe"] == "1s" for candle in candles)
+    assert during == [1]  # the web server's one subscription
+    # the stream is closed: the server forgets its viewer and drops the Redis subscription
+    try:
+        wait_until(lambda: subscribers() == 0, 15, 0.2, message="the subscription to go")
+    finally:
+        client.close()
 
 
 def test_without_redis_the_pages_say_so_and_still_update_from_the_database(
