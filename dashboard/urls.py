@@ -6,14 +6,20 @@ from django.urls import path
 from dashboard import views
 
 app_name = "dashboard"
+# The live streams' prefix: tcp_dashboard.asgi hands these paths to Django's ASGI handler.
+LIVE_PREFIX = "live/"
 
 urlpatterns = [
     path("", views.board, name="board"),
     path("markets/<str:exchange>/<str:symbol>/", views.market, name="market"),
     path("collectors/", views.collectors, name="collectors"),
-    path("live/board/", views.board_stream, name="board-stream"),
-    path("live/markets/<str:exchange>/<str:symbol>/", views.market_stream, name="market-stream"),
-    path("live/collectors/", views.collectors_stream, name="collectors-stream"),
+    path(f"{LIVE_PREFIX}board/", views.board_stream, name="board-stream"),
+    path(
+        f"{LIVE_PREFIX}markets/<str:exchange>/<str:symbol>/",
+        views.market_stream,
+        name="market-stream",
+    ),
+    path(f"{LIVE_PREFIX}collectors/", views.collectors_stream, name="collectors-stream"),
     path(
         "login/",
         auth_views.LoginView.as_view(

@@ -194,7 +194,7 @@ def test_without_redis_the_pages_say_so_and_still_update_from_the_database(
         sign_in(page, web, "trader")
         assert "embedded mode (no Redis)" in page.locator("#degraded").text_content()
         page.goto(f"{web.url}/markets/okx/{SYMBOLS[0]}/?timeframe=1s")
-        page.wait_for_function("document.body.dataset.liveMode === 'database'")
+        page.locator('#live-status[data-state="degraded"]').wait_for()  # the stream's hello
         assert "updates every 2 s from the database" in page.locator("#live-status").text_content()
         newest = page.locator("#tape tbody tr time").first.text_content()
         # the collectors keep storing trades: they reach the tape through the database
