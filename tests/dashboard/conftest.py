@@ -174,7 +174,7 @@ def browser():
     from dashboard.browser import chromium
 
     with sync_playwright() as driver, chromium(driver) as context:
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(60_000)  # a busy 2-core machine can be slow to load
         yield context
 
 

@@ -12,19 +12,14 @@
   const DEFAULT_SILENCE = 60;
   let collectors = new Map();
 
+  const NUMERIC = ["last_price", "change", "high_24h", "low_24h", "volume_24h", "trades_per_minute"];
+
   function rowFor(market) {
     let row = rows.get(market);
     if (row) return row;
-    const node = TCP.element("tr", { "data-market": market });
-    const cells = {};
-    for (const field of FIELDS) {
-      const numeric = ["last_price", "change", "high_24h", "low_24h", "volume_24h", "trades_per_minute"];
-      cells[field] = TCP.element("td", { class: numeric.includes(field) ? "num" : "", "data-field": field });
-      node.append(cells[field]);
-    }
-    row = { node, cells, data: null, tick: null };
+    row = { ...TCP.row({ "data-market": market }, FIELDS, NUMERIC), data: null, tick: null };
     rows.set(market, row);
-    tbody.append(node);
+    tbody.append(row.node);
     return row;
   }
 

@@ -15,12 +15,7 @@
   function rowFor(name) {
     let row = rows.get(name);
     if (row) return row;
-    const node = TCP.element("tr", { "data-name": name });
-    const cells = {};
-    for (const field of FIELDS) {
-      cells[field] = TCP.element("td", { class: NUMERIC.includes(field) ? "num" : "", "data-field": field });
-      node.append(cells[field]);
-    }
+    const { node, cells } = TCP.row({ "data-name": name }, FIELDS, NUMERIC);
     if (canControl) {
       const controls = TCP.element("td", { class: "controls" });
       for (const action of ["start", "stop", "restart"]) {

@@ -63,6 +63,17 @@ const TCP = (() => {
     return node;
   }
 
+  // A table row with one cell per field (data-field=name), numeric ones right-aligned.
+  function row(attributes, fields, numeric) {
+    const node = element("tr", attributes);
+    const cells = {};
+    for (const field of fields) {
+      cells[field] = element("td", { class: numeric.includes(field) ? "num" : "", "data-field": field });
+      node.append(cells[field]);
+    }
+    return { node, cells };
+  }
+
   function setStatus(state, label) {
     const status = document.getElementById("live-status");
     if (!status) return;
@@ -123,9 +134,5 @@ const TCP = (() => {
     return JSON.parse(document.getElementById(id).textContent);
   }
 
-  function currentScript() {
-    return document.currentScript;
-  }
-
-  return { utc, local, time, duration, text, decimal, element, connect, post, data, currentScript, setStatus };
+  return { utc, local, time, duration, text, decimal, element, row, connect, post, data, setStatus };
 })();
