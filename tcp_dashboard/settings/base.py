@@ -53,8 +53,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "tcp_dashboard.urls"
 WSGI_APPLICATION = "tcp_dashboard.wsgi.application"
-# The web server runs the ASGI application (uvicorn workers in gunicorn): the dashboard's
-# live streams are async views (docs/dashboard.md).
+# The web server runs the ASGI application (gunicorn's ASGI workers): the dashboard's live
+# streams are async views (docs/dashboard.md).
 ASGI_APPLICATION = "tcp_dashboard.asgi.application"
 # The dashboard's own sign-in page; the admin keeps its own.
 LOGIN_URL = "dashboard:login"
