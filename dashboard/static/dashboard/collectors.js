@@ -53,7 +53,7 @@
       const where = body.worker ? ` to ${body.worker}` : "";
       const note = body.note ? ` (${body.note})` : "";
       const sent = body.task_id ? `${body.action} sent${where}${note}` : `nothing to send${note}`;
-      row.cells.outcome.textContent = `${sent} at ${TCP.utc(Date.now())} UTC`;
+      row.cells.outcome.replaceChildren(`${sent} at `, TCP.time(Date.now()), " UTC");
     } else {
       row.cells.outcome.textContent = `${action} refused (${answer.status}): ${body.detail || JSON.stringify(body)}`;
     }
