@@ -13,4 +13,5 @@ RUN pip install --no-cache-dir -r requirements/prod.txt
 COPY . .
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "tcp_dashboard.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "tcp_dashboard.asgi:application", "--worker-class", "asgi", "--bind", "0.0.0.0:8000", \
+     "--workers", "3", "--graceful-timeout", "5", "--no-control-socket"]

@@ -16,6 +16,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	scripts/ensure-services
+	scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -32,4 +33,5 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	scripts/ensure-services
+	scripts/ensure-chromium
 	for bench in bench/*.py; do $(BIN)/python $$bench || exit 1; done

@@ -1,8 +1,9 @@
 """API benchmark: p50/p99 latency of a page of 1,000 trades and of 1,440 1m candles.
 
 PostgreSQL holds 5,000,000 trades (two symbols over ~29 days) and a month of 1m candles;
-requests go through the whole stack: a real gunicorn on loopback, token authentication,
-DRF, the selectors and the JSON renderer. Targets: p99 under 50 ms for both.
+requests go through the whole stack: the web server as `make run` starts it (gunicorn, ASGI
+workers) on loopback, token authentication, DRF, the selectors and the JSON renderer.
+Targets: p99 under 50 ms for both.
 
     .venv/bin/python bench/api.py [--trades 5000000] [--requests 300]
 
@@ -13,10 +14,8 @@ BENCH_DATABASE_SERVER (default postgresql://postgres@127.0.0.1:5432).
 import argparse
 import http.client
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,14 +24,7 @@ from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from benchdb import (  # noqa: E402
-    SERVER,
-    drop_database,
-    free_port,
-    recreate_database,
-    use_database,
-    wait_until_listening,
-)
+from benchdb import SERVER, WebServer, drop_database, recreate_database, use_database  # noqa: E402
 
 DB_NAME = "tcp_bench_api"
 use_database(DB_NAME, DB_POOL_SIZE="2", API_THROTTLE_USER="1000000/minute")
@@ -85,38 +77,6 @@ def fill(trades: int) -> str:
     )
     user = get_user_model().objects.create_user("bench", password="a-long-password")
     return Token.objects.create(user=user).key
-
-
-class Gunicorn:
-    """The WSGI app served by gunicorn on loopback, as in production."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "tcp_dashboard.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=dict(os.environ),
-        )
-        try:
-            wait_until_listening(self.port, "gunicorn")
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
 
 
 def fetch(port: int, path: str, token: str) -> tuple[float, dict]:
@@ -219,7 +179,7 @@ def main() -> None:
         token = fill(args.trades)
         plans()
         connections.close_all()
-        server = Gunicorn()
+        server = WebServer(LOG_LEVEL="WARNING")
         span = timedelta(seconds=args.trades * TRADE_SPACING)
         trade_pages(server.port, token, 20, span)  # warm up both workers
         candle_days(server.port, token, 20)

@@ -1,8 +1,11 @@
-"""What the benchmarks share: a throw-away database on the local server, ports, memory."""
+"""What the benchmarks share: a throw-away database on the local server, ports, memory, the
+OKX simulator and the web server, each in its own process."""
 
 import os
 import socket
+import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -54,3 +57,59 @@ def rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+class WebServer:
+    """The web server as `make run` starts it (runstack.web_server), on a free port, with
+    this process's environment (the bench database) plus `env`."""
+
+    def __init__(self, workers: int = 2, **env: str) -> None:
+        from collectors.management.commands.runstack import web_server
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            web_server(f"127.0.0.1:{self.port}", workers),
+            cwd=Path(__file__).resolve().parent.parent,
+            env=dict(os.environ, **env),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the web server did not start")
+
+    def pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [self.process.pid, *map(int, children.read_text().split())]
+
+    def cpu_seconds(self) -> float:
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
+    def rss_mb(self) -> float:
+        return sum(rss_mb(pid) for pid in self.pids())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def web_server_arguments(bind: str, workers: int) -> list[str]:
+    from collectors.management.commands.runstack import web_server
+
+    return web_server(bind, workers)[1:]

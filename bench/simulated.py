@@ -78,8 +78,8 @@ class Simulator:
     def rest_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def config(self, symbol: str):
-        return collector_config(self.port, symbol, self.exchange)
+    def config(self, symbol: str, data_types: tuple[str, ...] = ("trade",)):
+        return collector_config(self.port, symbol, self.exchange, data_types)
 
     def trades_sent(self, inst_id: str) -> int:
         """Trades of `inst_id` written to some connection so far (the simulator's own count)."""
@@ -91,15 +91,18 @@ class Simulator:
         self.process.wait(timeout=20)
 
 
-def collector_config(port: int, symbol: str, exchange: str = "okx"):
-    """A trades collector's configuration, pointed at the exchange's simulator on `port`."""
+def collector_config(
+    port: int, symbol: str, exchange: str = "okx", data_types: tuple[str, ...] = ("trade",)
+):
+    """A collector's configuration (trades by default), pointed at the exchange's simulator
+    on `port`."""
     from collectors.types import DataType, ExchangeCollectorConfig
 
     path = "/ws/v5/public" if exchange == "okx" else "/stream"
     return ExchangeCollectorConfig(
         exchange,
         symbol,
-        [DataType.TRADE],
+        [DataType(name) for name in data_types],
         custom_params={
             "public_ws_url": f"ws://127.0.0.1:{port}{path}",
             "rest_url": f"http://127.0.0.1:{port}",

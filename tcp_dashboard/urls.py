@@ -1,4 +1,5 @@
-"""Top-level URLs: the admin, the API with its schema and docs, health and a liveness probe."""
+"""Top-level URLs: the admin, the API with its schema and docs, health, a liveness probe and
+the dashboard."""
 
 from django.contrib import admin
 from django.http import HttpResponse
@@ -6,6 +7,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from tcp_dashboard.health import Health
+
+admin.site.site_header = "TCP Dashboard"
+admin.site.site_title = "TCP Dashboard"
+admin.site.index_title = "Administration"
+admin.site.site_url = "/"  # "View site": the dashboard
 
 
 def healthz(request):
@@ -19,4 +25,5 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/health/", Health.as_view(), name="health"),
     path("api/v1/", include("marketdata.api.urls")),
+    path("", include("dashboard.urls")),
 ]

@@ -9,8 +9,10 @@ it when the interval closes. The rollup rebuilds anything missed.
 
 Given a Redis client, each candle is also published, once stored, to the channel
 `candles:{exchange}:{symbol}:{timeframe}` as JSON (see `marketdata.candles.candle_message`):
-final ones once, as they close, and the open ones once a second. Publishing is for live
-views only: a message missed while Redis is away is not sent again (the table has it).
+final ones once, as they close (the thread wakes for them at once), and the open ones once
+a second; and the collectors' trades, books and tickers go out through a LiveFeed
+(`collectors.live_feed`). Publishing is for live views only: a message missed while Redis
+is away is not sent again (the table has it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import UTC, datetime
 
 import redis
@@ -26,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from collectors.collector import BaseDataCollector
+from collectors.hosting.live_feed import LiveFeed
 from collectors.types import DataType
 from marketdata.candles import CandleValue, LiveCandleAggregator, candle_message, store_candles
 
@@ -52,17 +56,21 @@ class LiveCandles:
         self._closed: queue.SimpleQueue[list[CandleValue]] = queue.SimpleQueue()
         self._unsaved: list[CandleValue] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set when an aggregator closes candles
         self._thread: threading.Thread | None = None
         self.stored = 0
+        self.feed = LiveFeed(publish_to) if publish_to is not None else None
 
     def attach(self, collector: BaseDataCollector) -> None:
+        if self.feed is not None:
+            self.feed.attach(collector)
         if DataType.TRADE not in collector.config.data_types:
             return
         aggregator = LiveCandleAggregator(
             collector.exchange,
             collector.symbol,
             self.timeframes,
-            on_close=self._closed.put,
+            on_close=self._on_close,
             grace=settings.CANDLE_GRACE,
         )
         self._aggregators[collector.name] = aggregator
@@ -71,11 +79,19 @@ class LiveCandles:
 
     def detach(self, name: str) -> None:
         """A collector leaves: store what its aggregator has closed, forget the rest."""
+        if self.feed is not None:
+            self.feed.detach(name)
         aggregator = self._aggregators.pop(name, None)
         if aggregator is not None:
             aggregator.flush()
 
+    def _on_close(self, candles: list[CandleValue]) -> None:
+        self._closed.put(candles)
+        self._wake.set()
+
     def start(self) -> None:
+        if self.feed is not None:
+            self.feed.start()
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="live-candles", daemon=True)
@@ -83,6 +99,9 @@ class LiveCandles:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        if self.feed is not None:
+            self.feed.stop()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -93,13 +112,20 @@ class LiveCandles:
 
     def _run(self) -> None:
         try:
-            while not self._stop.wait(TICK):
-                now = datetime.now(UTC)
-                aggregators = list(self._aggregators.values())
-                for aggregator in aggregators:
-                    aggregator.tick(now)
-                # Open ones first: an interval that closes meanwhile is stored final after.
-                self._store_open([c for a in aggregators for c in a.open_candles()])
+            next_tick = time.monotonic() + TICK
+            while True:
+                self._wake.wait(max(0.0, next_tick - time.monotonic()))
+                if self._stop.is_set():
+                    break
+                self._wake.clear()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + TICK
+                    now = datetime.now(UTC)
+                    aggregators = list(self._aggregators.values())
+                    for aggregator in aggregators:
+                        aggregator.tick(now)
+                    # Open ones first: an interval that closes meanwhile is stored final after.
+                    self._store_open([c for a in aggregators for c in a.open_candles()])
                 self._store()
         finally:
             connections.close_all()

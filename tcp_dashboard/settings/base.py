@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "collectors",
     "marketdata",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -57,6 +58,13 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "tcp_dashboard.urls"
 WSGI_APPLICATION = "tcp_dashboard.wsgi.application"
+# The web server runs the ASGI application (gunicorn's ASGI workers): the dashboard's live
+# streams are async views (docs/dashboard.md).
+ASGI_APPLICATION = "tcp_dashboard.asgi.application"
+# The dashboard's own sign-in page; the admin keeps its own.
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:board"
+LOGOUT_REDIRECT_URL = "dashboard:login"
 
 TEMPLATES = [
     {

@@ -103,19 +103,37 @@ def simulated_exchanges(first_port: int) -> list[Simulated]:
     return found
 
 
+def web_server(bind: str, workers: int = 2) -> list[str]:
+    """The web server: gunicorn's own ASGI workers, for the dashboard's live streams (async
+    views, docs/dashboard.md). Open streams get 5 s to end on a stop; browsers reconnect."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [
+        gunicorn,
+        "tcp_dashboard.asgi:application",
+        "--worker-class",
+        "asgi",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--graceful-timeout",
+        "5",
+        "--no-control-socket",
+    ]
+
+
 def parts(
     env: dict[str, str], addr: str, rate: float, simulated: list[Simulated]
 ) -> list[tuple[str, list[str]]]:
     manage = [sys.executable, "manage.py"]
     celery = [sys.executable, "-m", "celery", "-A", "tcp_dashboard"]
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     found = []
     for exchange in simulated:
         simulator = [*manage, "simulate_exchange", exchange.exchange, "--port", str(exchange.port)]
         simulator += ["--rate", f"{rate:g}", "--seed", "1"]
         simulator += ["--instruments", ",".join(exchange.symbols)]
         found.append((f"{exchange.exchange}-simulator", simulator))
-    found.append(("web", [gunicorn, "tcp_dashboard.wsgi", "--bind", addr, "--workers", "2"]))
+    found.append(("web", web_server(addr)))
     if not env.get("REDIS_URL"):
         return [*found, ("collectors", [*manage, "collect"])]
     collector_worker = [*celery, "worker", "-Q", "collectors", "-n", "collectors@%h"]
@@ -172,6 +190,7 @@ class Command(BaseCommand):
                     for symbol in exchange.symbols:
                         self.setup(env, "collectors", "start", f"{exchange.exchange}:{symbol}")
                 self.log("Flower: http://127.0.0.1:5555/")
+            self.log(f"dashboard: http://{addr}/ (sign in as admin)")
             self.log(f"admin: http://{addr}/admin/  user admin  password {password}")
             while not stopping:
                 exited = [name for name, process in running.items() if process.poll() is not None]

@@ -1,0 +1,1 @@
+"""The dashboard: live web pages of the markets and the collectors, served at /."""

@@ -1,0 +1,31 @@
+"""Routes of the dashboard: its pages, their live streams, and the sign-in pages."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+# The live streams' prefix: tcp_dashboard.asgi hands these paths to Django's ASGI handler.
+LIVE_PREFIX = "live/"
+
+urlpatterns = [
+    path("", views.board, name="board"),
+    path("markets/<str:exchange>/<str:symbol>/", views.market, name="market"),
+    path("collectors/", views.collectors, name="collectors"),
+    path(f"{LIVE_PREFIX}board/", views.board_stream, name="board-stream"),
+    path(
+        f"{LIVE_PREFIX}markets/<str:exchange>/<str:symbol>/",
+        views.market_stream,
+        name="market-stream",
+    ),
+    path(f"{LIVE_PREFIX}collectors/", views.collectors_stream, name="collectors-stream"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            template_name="dashboard/login.html", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+]
