@@ -201,7 +201,7 @@ def test_exchange_symbol_and_timeframe_are_required(api, missing):
 @pytest.mark.parametrize(
     ("params", "parameter", "words"),
     [
-        ({"exchange": "binance"}, "exchange", "unknown exchange"),
+        ({"exchange": "kraken"}, "exchange", "unknown exchange"),
         ({"include_partial": "maybe"}, "include_partial", "true or false"),
         ({"start": "2024-01-01T00:00:00Z", "end": "2023-12-31"}, "end", "later than start"),
         ({"start": "2024-01-01", "end": "2026-01-01"}, "end", "the most is 366 days"),
