@@ -123,13 +123,16 @@ def candles(query: CandleFilter) -> QuerySet[Candle]:
 
 
 def filled_candles(query: CandleFilter, now: datetime | None = None) -> list[CandleValue]:
-    """A candle for every interval stamped in (start, end] that had closed by `as_of`, or
-    else by now, oldest first: the stored final ones, and each empty interval after the
-    first stored one flat at the previous close with no volume (`marketdata.candles.fill_gaps`).
-    Needs start and end."""
+    """A candle for every interval stamped in (start, end] that had closed by `as_of` and
+    by now, oldest first: the stored final ones, and each empty interval after the first
+    stored one flat at the previous close with no volume (`marketdata.candles.fill_gaps`).
+    An `as_of` in the future is now: an interval the real clock has not closed is never
+    filled as final. Needs start and end."""
     if query.start is None or query.end is None:
         raise ValueError("a filled series needs start and end")
-    moment = query.as_of or now or datetime.now(UTC)
+    moment = now or datetime.now(UTC)
+    if query.as_of is not None:
+        moment = min(moment, query.as_of)
     grace = timedelta(seconds=settings.CANDLE_GRACE)
     try:
         end = min(query.end, closed_until(query.timeframe, moment, grace))

@@ -8,6 +8,7 @@ tasks the admin and `manage.py collectors` send (collectors.hosting.control), an
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import kombu.exceptions
@@ -31,9 +32,11 @@ from collectors.models import TradingPair
 from marketdata.api.permissions import IsStaff
 from marketdata.api.views import ApiView, error_responses, read_responses
 
+# A stream's name: exchange:symbol. Anything else names no collector, whatever it holds.
+COLLECTOR_NAME = re.compile(r"[a-z0-9_-]{1,50}:[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 NAME = OpenApiParameter(
     "name",
-    {"type": "string", "pattern": r"^[a-z0-9_-]{1,50}:[A-Za-z0-9][A-Za-z0-9._-]{0,49}$"},
+    {"type": "string", "pattern": f"^{COLLECTOR_NAME.pattern}$"},
     OpenApiParameter.PATH,
     description="exchange:symbol, e.g. okx:BTC-USDT",
 )
@@ -43,6 +46,17 @@ class Unavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Collector state cannot be read or changed now: Redis does not answer."
     default_code = "unavailable"
+
+
+def no_collector(name: str) -> NotFound:
+    return NotFound(f"no collector {name[:60]!r} (names are exchange:symbol, e.g. okx:BTC-USDT)")
+
+
+def checked_name(name: str) -> str:
+    """The name, if it can name a collector; else a 404 before it reaches a store."""
+    if not COLLECTOR_NAME.fullmatch(name):
+        raise no_collector(name)
+    return name
 
 
 class Conflict(APIException):
@@ -140,11 +154,9 @@ class CollectorHealth(ApiView):
         tags=["collectors"],
     )
     def get(self, request: Request, name: str) -> Response:
-        collector = read_collectors(name)
+        collector = read_collectors(checked_name(name))
         if collector is None:
-            raise NotFound(
-                f"no collector {name[:60]!r} (names are exchange:symbol, e.g. okx:BTC-USDT)"
-            )
+            raise no_collector(name)
         return Response(health_dict(collector))
 
 
@@ -156,12 +168,12 @@ class CollectorControl(ApiView):
     send = None
 
     def control(self, name: str) -> Response:
-        exchange, _, symbol = name.partition(":")
+        exchange, _, symbol = checked_name(name).partition(":")
         known = TradingPair.objects.filter(exchange__name=exchange, symbol=symbol).exists()
         try:
             # A stream that runs without a pair (deleted in the admin) can still be stopped.
             if not known and (self.action != "stop" or control.hosting_worker(name) is None):
-                raise NotFound(f"no collector {name[:60]!r} (names are exchange:symbol)")
+                raise no_collector(name)
             sent = self.send(name)
         except control.ControlError as error:
             raise Conflict(str(error)) from error

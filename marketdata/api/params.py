@@ -1,16 +1,17 @@
 """Query parameters of the API: parsed into selector filters, every problem named at once.
 
 Times are ISO 8601 (a time without an offset is UTC; a date alone is its midnight) or
-integer epoch milliseconds. A bad parameter is a 400 whose body maps the parameter's
-name to what is wrong with it; unknown parameters are refused too, so a misspelt filter
-never silently widens an answer.
+integer epoch milliseconds, from 1970 to 2999: market data has no earlier time, and a
+later one only serves to overflow the date arithmetic behind a query. A bad parameter is a
+400 whose body maps the parameter's name to what is wrong with it; unknown parameters are
+refused too, so a misspelt filter never silently widens an answer.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.http import QueryDict
@@ -34,6 +35,9 @@ FALSE_WORDS = ("false", "0", "no")
 # Parameters DRF itself reads: the renderer override (?format=csv).
 FRAMEWORK_PARAMETERS = ("format",)
 
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(3000, 1, 1, tzinfo=UTC)  # exclusive
+TIME_RANGE = "1970 to 2999"
 SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,49}")
 MAX_TEXT = 200
 ECHO = 40  # characters of a bad value quoted back
@@ -99,10 +103,17 @@ class QueryReader:
         if value is None:
             return None
         try:
-            return parse_time(value)
+            moment = parse_time(value)
         except ValueError as error:
-            self.error(name, f"{name} {_quote(value)} {error}")
-            return None
+            moment, problem = None, str(error)
+        else:
+            problem = "" if EARLIEST_TIME <= moment < LATEST_TIME else "is out of range"
+        if not problem:
+            return moment
+        if not problem.startswith("is not a time"):  # a time, but before 1970 or after 2999
+            problem = f"is out of range: give a time in {TIME_RANGE}"
+        self.error(name, f"{name} {_quote(value)} {problem}")
+        return None
 
     def boolean(self, name: str) -> bool:
         value = self.text(name)
@@ -317,7 +328,9 @@ TIME_SCHEMA = {
         {"type": "string", "pattern": "^[0-9]{1,15}$"},
     ]
 }
-TIME_HELP = "ISO 8601 (2024-01-31T12:00:00Z; no offset means UTC) or epoch milliseconds."
+TIME_HELP = (
+    f"ISO 8601 (2024-01-31T12:00:00Z; no offset means UTC) or epoch milliseconds, in {TIME_RANGE}."
+)
 
 
 def _query(name: str, kind, description: str, **extra) -> OpenApiParameter:

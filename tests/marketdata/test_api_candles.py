@@ -347,11 +347,3 @@ def test_fill_refuses_what_it_cannot_answer_whole(api, extra, parameter, words):
     response = api.get(URL, {**PAIR, "fill": "true", **extra})
     assert response.status_code == 400
     assert any(words in message for message in response.json()[parameter]), response.json()
-
-
-def test_fill_at_the_edges_of_time_is_an_empty_answer_not_an_error(api):
-    early = {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z", "fill": "true"}
-    assert get(api, **early, as_of="0001-01-01T00:00:00Z")["results"] == []
-    assert get(api, **early, timeframe="1d")["results"] == []
-    late = {"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:59:59Z", "fill": "true"}
-    assert get(api, **late, timeframe="1d")["results"] == []

@@ -202,7 +202,7 @@ def test_the_next_link_keeps_the_filters(api):
         ({"start": "yesterday"}, "start", "is not a time"),
         ({"end": "2024-13-01T00:00:00Z"}, "end", "is not a time"),
         ({"start": "99999999999999999"}, "start", "is not a time"),
-        ({"start": "999999999999999"}, "start", "after the year 9999"),
+        ({"start": "999999999999999"}, "start", "out of range: give a time in 1970 to 2999"),
         ({"start": "2024-01-02", "end": "2024-01-01"}, "end", "later than start"),
         ({"start": "2020-01-01", "end": "2024-01-01"}, "end", "the most is 366 days"),
         ({"side": "long"}, "side", "unknown side 'long'"),
