@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from collectors.hosting.reconcile import collector_states
 from marketdata.backups.status import backup_status
 from marketdata.footprint import lifecycle_health
+from tcp_dashboard.postgresql.base import answer_within
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,10 @@ class HealthReport:
 
 
 def check_database() -> Check:
+    """The database answers a query within TIMEOUT seconds (once it has a connection, which
+    takes at most DATABASE_CONNECT_TIMEOUT, or DB_POOL_TIMEOUT from the pool)."""
     try:
-        with connection.cursor() as cursor:
+        with connection.cursor() as cursor, answer_within(cursor.connection, TIMEOUT):
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError as error:
@@ -155,8 +158,19 @@ CHECKS: dict[str, Callable[[], Check]] = {
 }
 
 
+# Checks that read the database: while it does not answer, each would wait out its own
+# timeout to say so again.
+NEED_DATABASE = ("collectors", "backups", "storage")
+
+
 def system_health() -> HealthReport:
-    return HealthReport({name: check() for name, check in CHECKS.items()})
+    checks: dict[str, Check] = {}
+    for name, check in CHECKS.items():
+        if name in NEED_DATABASE and not checks["database"].ok:
+            checks[name] = Check(False, "not checked: the database does not answer")
+        else:
+            checks[name] = check()
+    return HealthReport(checks)
 
 
 HEALTH = {

@@ -2,7 +2,8 @@
 
 with TcpProxy("127.0.0.1", 5432) as proxy:   # listens on 127.0.0.1:proxy.port
     proxy.cut()       # drop every connection; refuse new ones (or hold them: blackhole=True)
-    proxy.restore()   # forward new connections again
+    proxy.stall()     # keep every connection open, but forward nothing either way
+    proxy.restore()   # forward new connections again (and what a stall held back)
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ class TcpProxy:
         self._cut = False
         self._blackhole = False
         self._closed = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._acceptor: threading.Thread | None = None
 
     def start(self) -> TcpProxy:
@@ -46,7 +49,13 @@ class TcpProxy:
         for sock in doomed:
             _close(sock)
 
+    def stall(self) -> None:
+        """Stop forwarding, like a server or network that hangs: connections stay open and
+        new ones are accepted, but no byte goes through until restore()."""
+        self._flowing.clear()
+
     def restore(self) -> None:
+        self._flowing.set()
         with self._lock:
             self._cut = False
             held, self._held = self._held, set()
@@ -107,6 +116,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(CHUNK):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "tcp_dashboard.unavailable.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -85,10 +86,22 @@ TEMPLATES = [
 # pool_timeout 30 s, pool_recycle 3600 s) maps onto psycopg's connection pool:
 # min_size = pool_size, max_size = pool_size + max_overflow, timeout, max_lifetime.
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tcp_dashboard.sqlite3'}")
+# A database that does not answer costs a web request seconds, not minutes (a 503). The web
+# (gunicorn, runserver) ends statements after DATABASE_STATEMENT_TIMEOUT seconds and waits
+# at most DB_POOL_TIMEOUT for a pooled connection; workers and commands run long
+# statements (retention, rebuilds, migrations), so theirs have no statement timeout and
+# the spec's 30 s pool wait unless set. A server that stops answering mid-query is given up
+# on DATABASE_CONNECT_TIMEOUT seconds after the statement timeout (tcp_dashboard.postgresql).
+WEB_PROCESS = process_role() in ("web", "runserver")
+DATABASE_CONNECT_TIMEOUT = env_number("DATABASE_CONNECT_TIMEOUT", 3, minimum=2, cast=int)
+DATABASE_STATEMENT_TIMEOUT = env_number("DATABASE_STATEMENT_TIMEOUT", 10.0 if WEB_PROCESS else 0)
+DATABASE_READ_TIMEOUT = (
+    DATABASE_STATEMENT_TIMEOUT + DATABASE_CONNECT_TIMEOUT if DATABASE_STATEMENT_TIMEOUT else None
+)
 DB_POOL = env_bool("DB_POOL", True)
 DB_POOL_SIZE = env_number("DB_POOL_SIZE", 10, minimum=1, cast=int)
 DB_MAX_OVERFLOW = env_number("DB_MAX_OVERFLOW", 20, cast=int)
-DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 30.0, minimum=0.1)
+DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 5.0 if WEB_PROCESS else 30.0, minimum=0.1)
 DB_POOL_RECYCLE = env_number("DB_POOL_RECYCLE", 3600.0, minimum=1)
 _pool = {
     "min_size": DB_POOL_SIZE,
@@ -99,6 +112,16 @@ _pool = {
 DATABASES = {"default": database_from_url(DATABASE_URL, pool=_pool if DB_POOL else None)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+else:
+    DATABASES["default"]["ENGINE"] = "tcp_dashboard.postgresql"
+    _options = DATABASES["default"]["OPTIONS"]
+    _options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    # A network that silently drops packets fails a connection in seconds.
+    for _key, _value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5)):
+        _options.setdefault(_key, _value)
+    if DATABASE_STATEMENT_TIMEOUT:
+        _statement = f"-c statement_timeout={int(DATABASE_STATEMENT_TIMEOUT * 1000)}"
+        _options["options"] = f"{_options.get('options', '')} {_statement}".strip()
 if not DB_POOL:
     # Without the pool, keep connections open for pool_recycle seconds instead.
     DATABASES["default"]["CONN_MAX_AGE"] = DB_POOL_RECYCLE
