@@ -8,6 +8,7 @@ import http.client
 import subprocess
 
 import orjson
+import psycopg
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -182,3 +183,20 @@ def test_health_says_the_database_is_down_in_time_and_checks_nothing_else_on_it(
         assert checks["redis"]["ok"] and checks["broker"]["ok"]
     proxy.restore()
     wait_until(lambda: database_check(web)["ok"], timeout=60, message="the database back")
+
+
+def test_a_statement_slower_than_the_statement_timeout_is_a_503(web, staff_headers):
+    """The database answers, slowly: a lock held elsewhere keeps the trades query waiting
+    until the server ends it at the statement timeout."""
+    database = settings.DATABASES["default"]
+    holder = psycopg.connect(
+        host=database["HOST"], port=database["PORT"], user=database["USER"], dbname=database["NAME"]
+    )
+    try:
+        holder.execute("LOCK TABLE raw_trades IN ACCESS EXCLUSIVE MODE")
+        status, _, body = web.ask("/api/v1/trades/", headers=staff_headers["api"])
+    finally:
+        holder.close()
+    assert status == 503
+    assert orjson.loads(body)["detail"].startswith("The service is temporarily")
+    assert web.ask("/api/v1/trades/", headers=staff_headers["api"])[0] == 200
