@@ -126,6 +126,8 @@ def every_answer(web: WebServer, headers: dict) -> list[tuple[str, int, str, byt
     restart = "/api/v1/collectors/okx:BTC-USDT/restart/"
     answers.append((restart, *web.ask(restart, method="POST", headers=headers["api"])))
     answers += [(path, *web.ask(path, headers=headers["browser"])) for path in PAGES]
+    browsable = {**headers["browser"], "Accept": "text/html"}  # the browsable API
+    answers.append(("/api/v1/trades/ (browser)", *web.ask("/api/v1/trades/", headers=browsable)))
     return answers
 
 
