@@ -24,17 +24,20 @@ __all__ = ["DatabaseWrapper", "DeadlineConnection", "answer_within"]
 
 
 class DeadlineConnection(psycopg.Connection):
-    read_timeout: float | None = None  # seconds; None waits as long as the server takes
+    # Seconds to wait for each answer; None: DATABASE_READ_TIMEOUT, which may be None too
+    # (wait as long as the server takes).
+    read_timeout: float | None = None
 
     def wait(self, gen, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if timeout is not None or not self.read_timeout:  # the caller's own deadline
+        deadline = self.read_timeout or settings.DATABASE_READ_TIMEOUT
+        if timeout is not None or not deadline:  # the caller's own deadline, or none
             return super().wait(gen, interval=interval, timeout=timeout)
         try:
-            return super().wait(gen, interval=interval, timeout=self.read_timeout)
+            return super().wait(gen, interval=interval, timeout=deadline)
         except errors._WaitTimeout:  # psycopg's own, raised by its wait functions
             self.close()
             raise psycopg.OperationalError(
-                f"the database did not answer within {self.read_timeout:g} s"
+                f"the database did not answer within {deadline:g} s"
             ) from None
 
 
@@ -63,15 +66,9 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         return super().pool
 
     def get_new_connection(self, conn_params: dict) -> DeadlineConnection:
-        if self.pool is not None:
-            connection = super().get_new_connection(conn_params)
-        else:
-            connection = self._connect(conn_params)
-        connection.read_timeout = settings.DATABASE_READ_TIMEOUT
-        return connection
-
-    def _connect(self, conn_params: dict) -> DeadlineConnection:
-        """As Django connects without a pool, with this module's connection class."""
+        if self.pool is not None:  # the pool makes DeadlineConnections
+            return super().get_new_connection(conn_params)
+        # As Django connects without a pool, with this module's connection class.
         level = self.settings_dict["OPTIONS"].get("isolation_level")
         try:
             self.isolation_level = IsolationLevel(
