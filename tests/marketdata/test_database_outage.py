@@ -6,6 +6,7 @@ answer again once it is back."""
 
 import http.client
 import subprocess
+import sys
 
 import orjson
 import psycopg
@@ -16,6 +17,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from collectors.management.commands.runstack import web_server
+from tcp_dashboard.postgresql.base import DeadlineConnection, answer_within
 from tests.helpers import free_port, service_env, wait_until
 from tests.tcp_proxy import TcpProxy
 
@@ -202,3 +204,56 @@ def test_a_statement_slower_than_the_statement_timeout_is_a_503(web, staff_heade
     assert status == 503
     assert orjson.loads(body)["detail"].startswith("The service is temporarily")
     assert web.ask("/api/v1/trades/", headers=staff_headers["api"])[0] == 200
+
+
+def test_a_connection_gives_up_on_a_stalled_server_and_closes(proxy):
+    database = settings.DATABASES["default"]
+    connection = DeadlineConnection.connect(
+        host="127.0.0.1",
+        port=proxy.port,
+        user=database["USER"],
+        dbname=database["NAME"],
+        connect_timeout=CONNECT_TIMEOUT,
+        autocommit=True,
+    )
+    with answer_within(connection, 1):
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+        proxy.stall()
+        with pytest.raises(psycopg.OperationalError, match="did not answer within 1 s"):
+            connection.execute("SELECT 1")
+    assert connection.closed
+    with pytest.raises(psycopg.OperationalError, match="timeout expired"):
+        DeadlineConnection.connect(
+            host="127.0.0.1", port=proxy.port, user=database["USER"], connect_timeout=2
+        )
+
+
+def settings_of(role: str) -> list:
+    script = (
+        "import django, json; django.setup(); from django.conf import settings as s;"
+        "print(json.dumps([s.DATABASE_STATEMENT_TIMEOUT, s.DB_POOL_TIMEOUT,"
+        " s.DATABASES['default']['OPTIONS'].get('options', ''),"
+        " s.DATABASES['default']['OPTIONS']['connect_timeout']]))"
+    )
+    env = {
+        key: value
+        for key, value in service_env(LOG_PROCESS_ROLE=role).items()
+        if key not in ("DATABASE_STATEMENT_TIMEOUT", "DB_POOL_TIMEOUT", "DATABASE_CONNECT_TIMEOUT")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout.splitlines()[-1])
+
+
+def test_only_the_web_gets_a_statement_timeout_and_a_short_pool_wait():
+    assert settings_of("web") == [10.0, 5.0, "-c statement_timeout=10000", 3]
+    # workers and commands run long statements: retention, rebuilds, migrations
+    assert settings_of("worker-default") == [0, 30.0, "", 3]
+    assert settings_of("migrate") == [0, 30.0, "", 3]
