@@ -116,8 +116,13 @@ else:
     DATABASES["default"]["ENGINE"] = "tcp_dashboard.postgresql"
     _options = DATABASES["default"]["OPTIONS"]
     _options.setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
-    # A network that silently drops packets fails a connection in seconds.
-    for _key, _value in (("keepalives", 1), ("keepalives_idle", 10), ("keepalives_interval", 5)):
+    # A network that silently drops packets fails an idle connection in 25 s, not hours.
+    for _key, _value in (
+        ("keepalives", 1),
+        ("keepalives_idle", 10),
+        ("keepalives_interval", 5),
+        ("keepalives_count", 3),
+    ):
         _options.setdefault(_key, _value)
     if DATABASE_STATEMENT_TIMEOUT:
         _statement = f"-c statement_timeout={int(DATABASE_STATEMENT_TIMEOUT * 1000)}"
