@@ -77,6 +77,21 @@ def test_an_unknown_market_is_not_found(client, pair, trader):
     assert client.get("/markets/okx/NOPE-USDT/").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/markets/okx/BTC%00USDT/",
+        "/markets/%00/BTC-USDT/",
+        "/live/markets/okx/%00/",
+        f"/markets/okx/{'A' * 65}/",
+        "/markets/okx/BTC%2FUSDT/",
+    ],
+)
+def test_a_malformed_market_name_is_not_found_not_an_error(client, pair, trader, path):
+    client.force_login(trader)
+    assert client.get(path).status_code == 404
+
+
 def test_a_market_page_holds_its_recent_trades_and_the_chosen_timeframe(client, pair, trader):
     from datetime import UTC, datetime
     from decimal import Decimal
