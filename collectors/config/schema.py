@@ -512,8 +512,8 @@ def parse_accounts(
     if names is None:
         if accounts:
             problems.add(types_path, "missing: credentials need account_data_types")
-    elif not isinstance(names, list) or not names:
-        problems.add(types_path, f"must be a non-empty array of data types, not {json_kind(names)}")
+    elif not isinstance(names, list):
+        problems.add(types_path, f"must be an array of data types, not {json_kind(names)}")
     else:
         for index, name in enumerate(names):
             at = f"{types_path}[{index}]"
@@ -786,6 +786,8 @@ def exchange_settings_to_dict(exchange: Any) -> dict[str, Any]:
     for section in SECTIONS:
         values = {s.name: getattr(exchange, s.name) for s in SETTINGS if s.section == section}
         data[section] = {name: value for name, value in values.items() if value != ""}
+    if not data["connection"].get("demo_trading"):
+        data["connection"].pop("demo_trading", None)  # the default: files need not say it
     return data
 
 
@@ -798,6 +800,25 @@ def validate_exchange_fields(exchange: Any) -> dict[str, list[str]]:
     for path, message in problems.items:
         name = path.rsplit(".", 1)[-1]
         errors.setdefault("name" if name == "exchange" else name, []).append(message)
+    names = exchange.account_data_types
+    if names:  # checked alone here: the accounts are saved apart from the exchange
+        check = {"credentials": [], "account_data_types": names}
+        problems = Problems()
+        parse_accounts(check, "", None, problems)
+        for _path, message in problems.items:
+            errors.setdefault("account_data_types", []).append(message)
+    return errors
+
+
+def validate_account_fields(account: Any) -> dict[str, list[str]]:
+    """Problems of an ExchangeAccount by model field name."""
+    problems = Problems()
+    item = {key: getattr(account, key) for key in CREDENTIAL_KEYS}
+    parse_credentials({"account": account.name, **item}, "", True, problems)
+    errors: dict[str, list[str]] = {}
+    for path, message in problems.items:
+        name = "name" if path == "account" else path
+        errors.setdefault(name, []).append(message)
     return errors
 
 
