@@ -69,6 +69,8 @@ class Exchange(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if self.account_data_types is None:  # a blank field in the admin: none
+            self.account_data_types = []
         # The same rules as the exchange configuration file.
         errors = validate_exchange_fields(self)
         if errors:
