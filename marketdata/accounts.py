@@ -67,3 +67,18 @@ def account_records(
     if data_type == "order":
         records.sort(key=lambda row: (row.timestamp, row.id), reverse=True)
     return records
+
+
+def account_tables(user, as_of: datetime | None = None) -> list[dict]:
+    """Per visible account: its balances, positions and orders, for a page to show."""
+    visible = visible_accounts(user)
+    tables: dict[tuple[str, str], dict] = {}
+    for data_type in ("balance", "position", "order"):
+        for row in account_records(data_type, visible, as_of=as_of):
+            key = (row.exchange, row.data.get("account", ""))
+            table = tables.setdefault(
+                key,
+                {"exchange": key[0], "account": key[1], "balance": [], "position": [], "order": []},
+            )
+            table[data_type].append({"symbol": row.symbol, "timestamp": row.timestamp, **row.data})
+    return [tables[key] for key in sorted(tables)]
