@@ -27,7 +27,6 @@ from collectors.hosting.status import (
     one_collector,
     status_dict,
 )
-from collectors.models import TradingPair
 from marketdata.api.permissions import IsStaff
 from marketdata.api.views import ApiView, error_responses, read_responses
 
@@ -156,8 +155,10 @@ class CollectorControl(ApiView):
     send = None
 
     def control(self, name: str) -> Response:
-        exchange, _, symbol = name.partition(":")
-        known = TradingPair.objects.filter(exchange__name=exchange, symbol=symbol).exists()
+        try:
+            known = control.trading_pair(name) is not None
+        except control.ControlError:
+            known = False
         try:
             # A stream that runs without a pair (deleted in the admin) can still be stopped.
             if not known and (self.action != "stop" or control.hosting_worker(name) is None):
