@@ -14,6 +14,7 @@ import asyncio
 import bisect
 import http
 import logging
+import os
 import random
 import re
 import zlib
@@ -623,18 +624,32 @@ class OkxSimulator(SimulatorServer):
         parser.add_argument(
             "--no-snapshot", action="store_true", help="OKX: books open with updates."
         )
+        parser.add_argument(
+            "--api-key",
+            action="append",
+            default=[],
+            metavar="KEY_ENV,SECRET_ENV,PASSPHRASE_ENV",
+            help="OKX: accept the API key these environment variables hold, with a scripted "
+            "account (repeatable; the same names an exchange's credentials give).",
+        )
 
     @classmethod
     def options_from(cls, options: dict[str, Any]) -> dict[str, Any]:
         return {
             "books_checksum": not options.get("no_checksum"),
             "books_snapshot": not options.get("no_snapshot"),
+            "api_keys": [api_key_from_env(names) for names in options.get("api_key") or ()],
         }
 
     def describe(self) -> str:
         return (
             f"Simulating OKX: public {self.public_url} business {self.business_url}"
             f" rest {self.rest_url}"
+            + (
+                f" private {self.private_url} ({len(self.api_keys)} API keys)"
+                if self.api_keys
+                else ""
+            )
         )
 
     @property
@@ -1054,6 +1069,18 @@ class OkxSimulator(SimulatorServer):
             page = trades[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(page)]
         return json_response(200, {"code": "0", "msg": "", "data": data})
+
+
+def api_key_from_env(names: str, environ: dict[str, str] | None = None) -> ApiKey:
+    """An ApiKey from "KEY_ENV,SECRET_ENV,PASSPHRASE_ENV"; ValueError naming what is missing."""
+    environ = os.environ if environ is None else environ
+    parts = [part.strip() for part in names.split(",")]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--api-key wants KEY_ENV,SECRET_ENV,PASSPHRASE_ENV, not {names!r}")
+    missing = [name for name in parts if not environ.get(name)]
+    if missing:
+        raise ValueError(f"environment variable {missing[0]} is not set")
+    return ApiKey(*(environ[name] for name in parts))
 
 
 def _param_error(name: str) -> Response:

@@ -7,7 +7,7 @@ import orjson
 import pytest
 import websocket
 
-from collectors.simulators.okx_account import okx_sign
+from collectors.simulators.okx_account import ApiKey, okx_sign
 from tests.helpers import wait_until
 
 
@@ -98,3 +98,17 @@ def test_the_account_channel_sends_the_account_then_its_trades(private, api_key,
     account = account_sim.account(api_key.api_key)
     assert order["ordId"] in {o["ordId"] for o in account.orders}
     assert order["instId"] == "BTC-USDT" and order["state"] in ("live", "filled")
+
+
+def test_the_command_line_simulator_takes_keys_from_named_variables():
+    from collectors.simulators.okx import OkxSimulator, api_key_from_env
+
+    environ = {"K": "key-1", "S": "secret-1", "P": "phrase-1"}
+    assert api_key_from_env("K,S,P", environ) == ApiKey("key-1", "secret-1", "phrase-1")
+    with pytest.raises(ValueError, match="environment variable S is not set"):
+        api_key_from_env("K,S,P", {"K": "key-1"})
+    with pytest.raises(ValueError, match="KEY_ENV,SECRET_ENV,PASSPHRASE_ENV"):
+        api_key_from_env("K,S", environ)
+    simulator = OkxSimulator(api_keys=[ApiKey("key-1", "secret-1", "phrase-1")])
+    assert "private ws://127.0.0.1:0/ws/v5/private (1 API keys)" in simulator.describe()
+    assert "secret-1" not in simulator.describe()
