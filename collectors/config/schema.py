@@ -458,7 +458,11 @@ def parse_exchange(data: Any, path: str, problems: Problems) -> ExchangeConfig |
 
 def check_env_name(value: Any) -> str:
     if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
-        raise Invalid(f"must be the name of an environment variable, not {json_kind(value)}")
+        # the value is not quoted: it may be a credential put here by mistake
+        raise Invalid(
+            "must be the name of an environment variable (letters, digits and _, not "
+            "starting with a digit), not the credential itself"
+        )
     return value
 
 

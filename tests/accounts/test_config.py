@@ -85,13 +85,22 @@ def test_account_data_types_are_refused_on_a_trading_pair_and_checked_at_the_exc
     data["credentials"]["secret_env"] = "not a name"
     assert sorted(errors_of(data)) == [
         "account_data_types[1]: 'ticker' is not account data (expected: balance, position, order)",
-        "credentials.secret_env: must be the name of an environment variable, not 'not a name'",
+        "credentials.secret_env: must be the name of an environment variable (letters, digits "
+        "and _, not starting with a digit), not the credential itself",
         "trading_pairs[0].data_types[1]: data type 'balance' cannot be collected: it belongs to "
         "an account: list it in the exchange's account_data_types, with credentials",
     ]
     del data["credentials"]
     data["account_data_types"] = ["balance"]
     assert "credentials: missing: account_data_types needs credentials" in errors_of(data)
+
+
+def test_a_credential_put_where_its_variable_name_belongs_is_not_quoted_back():
+    data = copy.deepcopy(CONFIG)
+    data["credentials"]["secret_env"] = "s3cr3t-value/with+chars=="
+    [error] = errors_of(data)
+    assert error.startswith("credentials.secret_env: must be the name of an environment variable")
+    assert "s3cr3t" not in error
 
 
 def test_a_credential_value_is_read_from_the_environment_and_a_missing_one_named():

@@ -67,7 +67,7 @@ def host(hosting_redis, sink, stored):
 
 
 def test_an_account_stream_is_hosted_under_a_lease_and_seen_by_the_health_check(
-    host, hosting_redis, sink
+    host, hosting_redis, sink, api_key
 ):
     assert [c.name for c in collector_configs_from_db()] == [NAME]
     result = host.start_collector(NAME)
@@ -81,6 +81,10 @@ def test_an_account_stream_is_hosted_under_a_lease_and_seen_by_the_health_check(
         10,
         message="stored balances",
     )
+    published = redis_text(hosting_redis)
+    assert "okx:account:main" in published
+    for value in (api_key.api_key, api_key.secret, api_key.passphrase):
+        assert value not in published  # heartbeats, leases, status in Redis
     [state] = [s for s in reconcile.observe(hosting_redis).states() if s.name == NAME]
     assert (state.status, state.should_be_running, state.worker) == (
         "running",
@@ -99,3 +103,25 @@ def test_an_account_stream_is_named_for_control_and_stopping_disables_it(host, h
     assert collector_configs_from_db() == []
     [state] = [s for s in reconcile.observe(hosting_redis).states() if s.name == NAME]
     assert state.should_be_running is False  # still listed: configured, disabled
+
+
+def redis_text(client) -> str:
+    """Every key and value in this Redis database, as text."""
+    parts = []
+    for key in client.scan_iter(count=1000):
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "string":
+            value = client.get(key)
+        elif kind == "hash":
+            value = client.hgetall(key)
+        elif kind == "set":
+            value = client.smembers(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "list":
+            value = client.lrange(key, 0, -1)
+        else:
+            value = client.xrange(key) if kind == "stream" else kind
+        parts.append(f"{key!r} {value!r}")
+    return "\n".join(parts)
