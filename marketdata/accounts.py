@@ -8,6 +8,7 @@ data["account"]; the current record of a currency, position or order is its newe
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from django.db.models import F, Q
 from django.db.models.fields.json import KT
@@ -64,9 +65,18 @@ def account_records(
         "exchange", "account", "record"
     )
     records = list(newest[:MAX_RECORDS])
+    if data_type == "position":  # a closed position is no longer one
+        records = [row for row in records if is_open(row.data.get("position"))]
     if data_type == "order":
         records.sort(key=lambda row: (row.timestamp, row.id), reverse=True)
     return records
+
+
+def is_open(position) -> bool:
+    try:
+        return Decimal(str(position)) != 0
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def account_tables(user, as_of: datetime | None = None) -> list[dict]:

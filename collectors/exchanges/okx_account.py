@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
@@ -270,6 +271,27 @@ def position_point(account: str, item: dict, source: str, now: datetime) -> Mark
     return point
 
 
+def position_key(item: dict) -> tuple[str, str]:
+    return (item.get("instId", ""), item.get("posSide", ""))
+
+
+def closed_position(account: str, inst_id: str, side: str, now: datetime) -> MarketDataPoint:
+    """A position OKX no longer lists: closed while the connection was down."""
+    data = {
+        "account": account,
+        "inst_type": "",
+        "position_side": side,
+        "position": Decimal(0),
+        "avg_price": None,
+        "mark_price": None,
+        "unrealized_pnl": None,
+        "margin_mode": "",
+        "source": "rest",
+        "raw": {},
+    }
+    return MarketDataPoint("okx", inst_id, now, DataType.POSITION, data)
+
+
 def order_point(account: str, item: dict, now: datetime) -> MarketDataPoint:
     """{"instId":"BTC-USDT","ordId":"312269865356374016","clOrdId":"b1","px":"42000",
     "sz":"0.01","side":"buy","ordType":"limit","state":"filled","accFillSz":"0.01",
@@ -319,6 +341,9 @@ class OkxAccountAdapter(ExchangeAdapter):
         self.rest_url = params.get("rest_url") or DEFAULT_REST_URL
         default_url = DEMO_PRIVATE_WS_URL if self.demo else DEFAULT_PRIVATE_WS_URL
         self.url = params.get("private_ws_url") or default_url
+        # open positions seen, kept across connections: one the REST refresh no longer
+        # lists was closed while the connection was down
+        self.open_positions: set[tuple[str, str]] = set()
 
     def endpoints(self) -> list[Endpoint]:
         args = tuple(
@@ -330,7 +355,14 @@ class OkxAccountAdapter(ExchangeAdapter):
 
     def session(self, endpoint: Endpoint) -> OkxAccountSession:
         credentials = read_credentials(self.credential_names, self.account)
-        return OkxAccountSession(self.account, endpoint, credentials, self.rest_url, demo=self.demo)
+        return OkxAccountSession(
+            self.account,
+            endpoint,
+            credentials,
+            self.rest_url,
+            demo=self.demo,
+            open_positions=self.open_positions,
+        )
 
 
 class OkxAccountSession(ExchangeSession):
@@ -345,8 +377,10 @@ class OkxAccountSession(ExchangeSession):
         *,
         demo: bool = False,
         clock: Callable[[], float] = time.time,
+        open_positions: set[tuple[str, str]] | None = None,
     ) -> None:
         self.account = account
+        self.open_positions = set() if open_positions is None else open_positions
         self.endpoint = endpoint
         self._credentials = credentials
         self.rest_url = rest_url
@@ -443,7 +477,12 @@ class OkxAccountSession(ExchangeSession):
             except (OSError, ValueError) as error:
                 handled.errors.append(f"positions refresh failed: {describe_error(error)}")
             else:
+                before = set(self.open_positions)
                 self._positions(items, "rest", now, handled)
+                listed = {position_key(item) for item in items if type(item) is dict}
+                for inst_id, side in sorted(before - listed):
+                    handled.points.append(closed_position(self.account, inst_id, side, now))
+                    self.open_positions.discard((inst_id, side))
 
     def _push(self, channel: str, items: list, source: str) -> Handled:
         handled = Handled()
@@ -466,9 +505,16 @@ class OkxAccountSession(ExchangeSession):
     def _positions(self, items: list, source: str, now: datetime, handled: Handled) -> None:
         for item in items:
             try:
-                handled.points.append(position_point(self.account, item, source, now))
+                point = position_point(self.account, item, source, now)
             except (KeyError, TypeError, ValueError, ArithmeticError) as error:
                 handled.errors.append(item_error("positions", error))
+                continue
+            handled.points.append(point)
+            key = (point.symbol, point.data["position_side"])
+            if point.data["position"]:
+                self.open_positions.add(key)
+            else:
+                self.open_positions.discard(key)
 
 
 def _frame(op: str, args: tuple[dict, ...]) -> str:

@@ -53,3 +53,32 @@ def test_rest_signing_errors_are_okx_codes(account_sim, api_key):
         assert "error 50101" in str(error)
     else:
         raise AssertionError("demo switch not checked")
+
+
+def test_a_position_closed_while_disconnected_is_recorded_closed_after_the_refresh(
+    api_key, credentials_env, collectors
+):
+    from decimal import Decimal
+
+    from collectors.simulators.okx import OkxSimulator
+
+    sim = OkxSimulator(seed=4, rate=5.0, api_keys=[api_key], account_interval=3600)
+    sim.start()
+    try:
+        account = sim.account(api_key.api_key)
+        sim.in_loop(lambda: setattr(account, "position", Decimal(3)))
+        collector = collectors(account_config(sim, data_types=[DataType.POSITION]))
+        positions = []
+        collector.add_data_callback(DataType.POSITION, positions.append)
+        assert run(collector.start())
+        wait_until(lambda: positions, 10, message="the open position")
+        assert positions[0].data["position"] == Decimal(3)
+        sim.in_loop(lambda: setattr(account, "position", Decimal(0)))  # closed elsewhere
+        sim.fault("drop")
+        wait_until(lambda: sim.stats()["logins"] == {"0": 2}, 10, message="a second login")
+        closed = wait_until(
+            lambda: [p for p in positions if p.data["position"] == 0], 10, message="closed"
+        )
+        assert closed[0].symbol == "BTC-USDT-SWAP" and closed[0].data["source"] == "rest"
+    finally:
+        sim.stop()
