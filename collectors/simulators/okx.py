@@ -1,5 +1,7 @@
-"""An OKX v5 simulator on loopback: public and business WebSockets, the REST order book and a
-control API on one port, fed by the seeded market generator, with injectable faults.
+"""An OKX v5 simulator on loopback: public, business and private WebSockets, the REST order book,
+the signed REST account endpoints and a control API on one port, fed by the seeded market
+generator, with injectable faults. The private side (login checks, scripted accounts) is
+collectors.simulators.okx_account.
 
 A collector pointed at it cannot tell it from OKX for trades, books5, books, tickers and
 candles: the same subscribe acknowledgements and error events, text ping/pong, the 30-second
@@ -543,9 +545,9 @@ class _Market(MarketFeed):
 
 
 class OkxSimulator(SimulatorServer):
-    """The OKX v5 public and business WebSockets, the REST book and a control API, on one
-    loopback port. `start()` runs it on a background thread; `serve_forever()` in the
-    caller's event loop."""
+    """The OKX v5 public, business and private WebSockets, the REST book and account, and a
+    control API, on one loopback port. `start()` runs it on a background thread;
+    `serve_forever()` in the caller's event loop."""
 
     name: ClassVar[str] = "OKX simulator"
     fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
