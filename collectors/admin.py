@@ -5,7 +5,14 @@ import logging
 from django.contrib import admin, messages
 
 from collectors.hosting import control, reconcile
-from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
+from collectors.models import (
+    AccountAccess,
+    CollectorStatus,
+    Exchange,
+    ExchangeAccount,
+    ExchangeRetention,
+    TradingPair,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -14,6 +21,15 @@ class TradingPairInline(admin.TabularInline):
     model = TradingPair
     extra = 0
     fields = ["symbol", "enabled", "data_types", "channels"]
+
+
+class ExchangeAccountInline(admin.TabularInline):
+    """Accounts, by the names of the environment variables holding their credentials; the
+    credentials themselves are never stored, so never shown."""
+
+    model = ExchangeAccount
+    extra = 0
+    fields = ["name", "enabled", "api_key_env", "secret_env", "passphrase_env"]
 
 
 class ExchangeRetentionInline(admin.TabularInline):
@@ -37,7 +53,7 @@ class ExchangeAdmin(admin.ModelAdmin):
     ]
     list_filter = ["enabled", "auto_restart"]
     search_fields = ["name"]
-    inlines = [TradingPairInline, ExchangeRetentionInline]
+    inlines = [TradingPairInline, ExchangeAccountInline, ExchangeRetentionInline]
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -54,6 +70,7 @@ class ExchangeAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        ("Accounts", {"fields": ["private_ws_url", "demo_trading", "account_data_types"]}),
         (
             "Data collection",
             {
@@ -158,3 +175,12 @@ class CollectorStatusAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AccountAccess)
+class AccountAccessAdmin(admin.ModelAdmin):
+    """Who, besides staff, may see an account's balances, positions and orders."""
+
+    list_display = ["user", "account"]
+    list_filter = ["account__exchange", "account"]
+    search_fields = ["user__username", "account__name"]

@@ -96,6 +96,8 @@ class BaseDataCollector:
         self._retired_stats = LinkStats()
         self._callbacks: dict[DataType, list[Callable[[MarketDataPoint], Any]]] = defaultdict(list)
         self._live = threading.Event()
+        # set once start() has its answer: every link live, or the collector stopped in error
+        self._settled = threading.Event()
         self.started_at = 0.0
         self.last_heartbeat = 0.0
         self.last_data_time = 0.0
@@ -129,6 +131,7 @@ class BaseDataCollector:
                 return self._live.is_set()
             self.should_be_running = True
             self._live.clear()
+            self._settled.clear()
             self.started_at = time.time()
             self.last_heartbeat = self.started_at
             self.set_status("starting")
@@ -136,7 +139,8 @@ class BaseDataCollector:
             for link in self._links:
                 link.start()
         timeout = CONNECT_TIMEOUT + 2
-        return await asyncio.to_thread(self._live.wait, timeout)
+        await asyncio.to_thread(self._settled.wait, timeout)
+        return self._live.is_set()
 
     async def stop(self, force: bool = False) -> None:
         """Close the connections; unless forced, wait for the sink to store what was received."""
@@ -174,6 +178,7 @@ class BaseDataCollector:
             if all(other.subscribed.is_set() for other in self._links if not other.retiring):
                 self.set_status("running")
                 self._live.set()
+                self._settled.set()
 
     def link_finished(self, link: Link) -> None:
         with self._lock:
@@ -196,6 +201,7 @@ class BaseDataCollector:
         attempts = self.setting("max_reconnect_attempts")
         self.record_error(link, f"{link.endpoint.key}: gave up after {attempts} reconnect attempts")
         self.set_status("error")
+        self._settled.set()
         with self._lock:
             for other in self._links:
                 if other is not link:
@@ -205,6 +211,7 @@ class BaseDataCollector:
         """The exchange refused this configuration: stop in error; no restart until it changes."""
         self.record_error(link, f"{PERMANENT_ERROR}{link.endpoint.key}: {message}")
         self.set_status("error")
+        self._settled.set()
         with self._lock:
             for other in self._links:
                 other.stop()

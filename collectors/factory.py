@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collectors.collector import BaseDataCollector
 from collectors.config.schema import validate_collector_config
-from collectors.exchanges import adapter_class, supported_exchanges
-from collectors.types import ExchangeCollectorConfig
+from collectors.exchanges import account_adapter_class, adapter_class, supported_exchanges
+from collectors.types import ExchangeCollectorConfig, account_of
 
 
 class ExchangeFactory:
@@ -15,6 +15,8 @@ class ExchangeFactory:
         errors = validate_collector_config(config)
         if errors:
             raise ValueError(f"invalid collector config {config.name}: " + "; ".join(errors))
+        if account_of(config.symbol) is not None:  # an account's private connection
+            return BaseDataCollector(config, account_adapter_class(config.exchange)(config))
         return BaseDataCollector(config, adapter_class(config.exchange)(config))
 
     @staticmethod

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import websocket
 
-from collectors.exchanges.base import Endpoint, FrameError, Handled
+from collectors.exchanges.base import ConfigurationError, Endpoint, FrameError, Handled
 from collectors.frames import CLOSE, PING, PONG, open_socket
 from tcp_dashboard.logs.traces import FRAMES, trace_frame
 
@@ -110,6 +110,9 @@ class Link:
             try:
                 self.connect()
                 self.receive()
+            except ConfigurationError as error:  # retrying would only repeat it
+                collector.fail_permanently(self, str(error))
+                break
             except Exception as error:  # any failure ends this connection only
                 if self.stop_event.is_set() or self.retiring:
                     break
@@ -266,6 +269,8 @@ class Link:
             self.warn(message)
         for frame in handled.send:
             self.ws.send(frame)
+        if handled.reconnect:
+            raise ConnectionError(handled.reconnect)
         if handled.subscribed or handled.points:
             self.mark_live()
         points = collector.recent_trades.fresh(handled.points) if handled.points else None

@@ -1,12 +1,18 @@
 """Collector configuration edited in the admin (exchanges, trading pairs) and status history."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
 
-from collectors.config.schema import validate_exchange_fields, validate_trading_pair_fields
+from collectors.config.schema import (
+    validate_account_fields,
+    validate_exchange_fields,
+    validate_trading_pair_fields,
+)
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
+from collectors.types import account_symbol
 
 POSITIVE = [MinValueValidator(0.001)]
 
@@ -25,6 +31,19 @@ class Exchange(models.Model):
     )
     rest_url = models.CharField(
         max_length=255, blank=True, help_text="REST base for order-book snapshots; blank: default."
+    )
+    private_ws_url = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Account data (login); blank: OKX's private endpoint (demo or live).",
+    )
+    demo_trading = models.BooleanField(
+        default=False, help_text="Demo trading: REST requests carry x-simulated-trading: 1."
+    )
+    account_data_types = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What each account collects: ["balance", "position", "order"].',
     )
     ping_interval = models.FloatField(default=DEFAULTS["ping_interval"], validators=POSITIVE)
     pong_timeout = models.FloatField(default=DEFAULTS["pong_timeout"], validators=POSITIVE)
@@ -50,6 +69,8 @@ class Exchange(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if self.account_data_types is None:  # a blank field in the admin: none
+            self.account_data_types = []
         # The same rules as the exchange configuration file.
         errors = validate_exchange_fields(self)
         if errors:
@@ -120,6 +141,56 @@ class CollectorStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.status} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExchangeAccount(models.Model):
+    """An account (or sub-account) on an exchange, named by the environment variables that
+    hold its credentials. The credentials themselves are never stored: the collector that
+    logs in reads them from its own environment."""
+
+    exchange = models.ForeignKey(Exchange, on_delete=models.CASCADE, related_name="accounts")
+    name = models.CharField(max_length=40, help_text="e.g. main, sub1.")
+    enabled = models.BooleanField(default=True)
+    api_key_env = models.CharField(max_length=100, help_text="Variable holding the API key.")
+    secret_env = models.CharField(max_length=100, help_text="Variable holding the secret key.")
+    passphrase_env = models.CharField(max_length=100, help_text="Variable holding the passphrase.")
+
+    class Meta:
+        ordering = ["exchange__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "name"], name="exchange_account_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange.name}:{self.name}"
+
+    def clean(self) -> None:
+        errors = validate_account_fields(self)
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def collector_name(self) -> str:
+        return f"{self.exchange.name}:{account_symbol(self.name)}"
+
+
+class AccountAccess(models.Model):
+    """A user who may see an account's balances, positions and orders (staff see all)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_access"
+    )
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.CASCADE, related_name="access")
+
+    class Meta:
+        verbose_name = "account access"
+        verbose_name_plural = "account access"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "account"], name="account_access_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} -> {self.account}"
 
 
 # The kinds of stored data that have a retention window (docs/data-lifecycle.md).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,27 @@ class DataType(Enum):
     ORDERBOOK = "orderbook"  # Order book snapshots
     CANDLE = "candle"  # OHLCV candle data
     BALANCE = "balance"  # Account balance updates
+    # Beyond the spec's five: an account's other records (docs/data-model.md)
+    POSITION = "position"  # Open positions of an account
+    ORDER = "order"  # An account's orders and their fills
+
+
+# What only a logged-in (private) connection of an account delivers, never a trading pair.
+ACCOUNT_DATA_TYPES = (DataType.BALANCE, DataType.POSITION, DataType.ORDER)
+# An account's collector stands where a symbol would: "okx:account:main".
+ACCOUNT_SYMBOL_PREFIX = "account:"
+ACCOUNT_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,40}\Z")
+
+
+def account_symbol(account: str) -> str:
+    return f"{ACCOUNT_SYMBOL_PREFIX}{account}"
+
+
+def account_of(config_symbol: str) -> str | None:
+    """The account an account collector's symbol names; None for a trading pair."""
+    if config_symbol.startswith(ACCOUNT_SYMBOL_PREFIX):
+        return config_symbol[len(ACCOUNT_SYMBOL_PREFIX) :]
+    return None
 
 
 TRADE_SIDES = ("buy", "sell")

@@ -29,6 +29,7 @@ urlpatterns = [
     path("", views.board, name="board"),
     path("markets/<name:exchange>/<name:symbol>/", views.market, name="market"),
     path("collectors/", views.collectors, name="collectors"),
+    path("accounts/", views.accounts, name="accounts"),
     path(f"{LIVE_PREFIX}board/", views.board_stream, name="board-stream"),
     path(
         f"{LIVE_PREFIX}markets/<name:exchange>/<name:symbol>/",

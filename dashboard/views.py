@@ -7,6 +7,7 @@ import asyncio
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db import connections
 from django.http import (
     Http404,
@@ -21,6 +22,7 @@ from collectors.hosting.live_candles import candle_channel
 from collectors.hosting.live_feed import book_channel, ticker_channel, trade_channel
 from dashboard import hub, selectors
 from dashboard.access import may_control, may_read, reader_required
+from marketdata.accounts import account_tables
 from marketdata.candles import TIMEFRAMES
 
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream, so proxies keep it open
@@ -82,6 +84,15 @@ def market(request, exchange: str, symbol: str):
         "dashboard/market.html",
         page_context(request, "board", initial, market=found, timeframe=timeframe),
     )
+
+
+@require_GET
+def accounts(request):
+    """Balances, positions and orders of the accounts this user may see; never public."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    context = page_context(request, "accounts", {}, accounts=account_tables(request.user))
+    return render(request, "dashboard/accounts.html", context)
 
 
 @require_GET

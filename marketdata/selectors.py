@@ -166,8 +166,12 @@ def _with_archived_candles(query: CandleFilter, end: datetime, stored: list) -> 
     return [by_time[t] for t in earlier[-1:] + [t for t in times if t > query.start]]
 
 
+# An account's records are served apart, to those who may see them (marketdata.accounts).
+ACCOUNT_TYPES = ("balance", "position", "order")
+
+
 def market_data(query: MarketDataFilter) -> QuerySet[MarketData]:
-    queryset = MarketData.objects.all()
+    queryset = MarketData.objects.exclude(data_type__in=ACCOUNT_TYPES)
     if query.exchange is not None:
         queryset = queryset.filter(exchange=query.exchange, symbol=query.symbol)
     if query.data_type is not None:
@@ -289,7 +293,7 @@ def archived_market_data(
     query: MarketDataFilter, page: ArchivedPage, fields: tuple[str, ...], as_text: frozenset[str]
 ) -> list[dict[str, Any]]:
     kinds = [query.data_type] if query.data_type else list(MARKET_DATA_KINDS)
-    kinds = [kind for kind in kinds if kind in MARKET_DATA_KINDS]
+    kinds = [kind for kind in kinds if kind in MARKET_DATA_KINDS and kind not in ACCOUNT_TYPES]
     where = _market(query.exchange, query.symbol) & _range(query.start, query.end)
     where &= _archived_received_by(query.as_of)
     return _archived_rows(kinds, query.exchange, query, where, page, fields, as_text)

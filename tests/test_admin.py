@@ -191,6 +191,8 @@ def test_an_exchange_keeps_its_own_retention_windows(staff_client, some_data):
         {
             "trading_pairs-TOTAL_FORMS": "0",
             "trading_pairs-INITIAL_FORMS": "0",
+            "accounts-TOTAL_FORMS": "0",
+            "accounts-INITIAL_FORMS": "0",
             "retention-TOTAL_FORMS": "1",
             "retention-INITIAL_FORMS": "0",
             "retention-0-kind": "orderbook",

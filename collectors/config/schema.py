@@ -11,28 +11,50 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-from collectors.exchanges import adapter_class, supported_exchanges
+from collectors.exchanges import adapter_class, supported_exchanges, supports_accounts
 from collectors.exchanges.base import ExchangeAdapter
+from collectors.types import (
+    ACCOUNT_DATA_TYPES,
+    ACCOUNT_NAME,
+    DataType,
+    ExchangeCollectorConfig,
+    account_of,
+    account_symbol,
+)
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
-from collectors.types import DataType, ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
 
-# Balances need a logged-in private connection; collectors only open public ones so far.
-UNCOLLECTABLE = {DataType.BALANCE: "it needs a private (logged-in) connection, not supported yet"}
+# An account's data comes over its own logged-in connection, never a trading pair's.
+ACCOUNT_ONLY = (
+    "it belongs to an account: list it in the exchange's account_data_types, with credentials"
+)
+UNCOLLECTABLE = {data_type: ACCOUNT_ONLY for data_type in ACCOUNT_DATA_TYPES}
+CREDENTIAL_KEYS = ("api_key_env", "secret_env", "passphrase_env")
+ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,99}\Z")
+DEFAULT_ACCOUNT = "main"
 MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's limit in PostgreSQL
 MAX_URL_LENGTH = 255  # the models' CharField
 MAX_SYMBOL_LENGTH = 50
 WS_SCHEMES = ("wss", "ws")  # ws:// lets a collector point at a local simulator
 HTTP_SCHEMES = ("https", "http")
 
-TOP_LEVEL_KEYS = ("exchange", "enabled", "connection", "data_collection", "trading_pairs")
+TOP_LEVEL_KEYS = (
+    "exchange",
+    "enabled",
+    "connection",
+    "credentials",
+    "account_data_types",
+    "data_collection",
+    "trading_pairs",
+)
 PAIR_KEYS = ("symbol", "enabled", "data_types", "channels")
 
 
@@ -53,6 +75,21 @@ class TradingPairConfig:
 
 
 @dataclass(slots=True, frozen=True)
+class AccountConfig:
+    """One account (or sub-account) and the names of the environment variables holding its
+    credentials; the values themselves are read only by the collector that logs in."""
+
+    name: str
+    api_key_env: str
+    secret_env: str
+    passphrase_env: str
+    enabled: bool = True
+
+    def credential_names(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in CREDENTIAL_KEYS}
+
+
+@dataclass(slots=True, frozen=True)
 class ExchangeConfig:
     """One exchange's configuration file, validated; settings flattened out of their sections."""
 
@@ -62,6 +99,10 @@ class ExchangeConfig:
     enabled: bool = True
     business_ws_url: str | None = None
     rest_url: str | None = None
+    private_ws_url: str | None = None
+    demo_trading: bool = False
+    accounts: tuple[AccountConfig, ...] = ()
+    account_data_types: tuple[DataType, ...] = ()
     ping_interval: float = DEFAULTS["ping_interval"]
     pong_timeout: float = DEFAULTS["pong_timeout"]
     max_reconnect_attempts: int = DEFAULTS["max_reconnect_attempts"]
@@ -167,6 +208,8 @@ SETTINGS = (
     Setting("connection", "public_ws_url", url_check(WS_SCHEMES), required=True),
     Setting("connection", "business_ws_url", optional(url_check(WS_SCHEMES))),
     Setting("connection", "rest_url", optional(url_check(HTTP_SCHEMES))),
+    Setting("connection", "private_ws_url", optional(url_check(WS_SCHEMES))),
+    Setting("connection", "demo_trading", boolean),
     Setting("connection", "ping_interval", positive_number),
     Setting("connection", "pong_timeout", positive_number),
     Setting("connection", "max_reconnect_attempts", non_negative_integer),
@@ -190,6 +233,19 @@ CUSTOM_PARAMS = (
     "buffer_size",
     "max_silence_duration",
     "channels",
+)
+# what an account collector's custom_params carries
+ACCOUNT_PARAMS = (
+    "private_ws_url",
+    "rest_url",
+    "demo_trading",
+    "ping_interval",
+    "pong_timeout",
+    "max_reconnect_attempts",
+    "reconnect_delay",
+    "buffer_size",
+    "max_silence_duration",
+    "credentials",
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -387,11 +443,122 @@ def parse_exchange(data: Any, path: str, problems: Problems) -> ExchangeConfig |
     enabled = problems.check(key_path(path, "enabled"), boolean, data.get("enabled", True))
     settings = parse_sections(data, path, problems)
     pairs = parse_pairs(data, key_path(path, "trading_pairs"), adapter, problems)
+    accounts, account_types = parse_accounts(data, path, adapter, problems)
     if len(problems.items) > before:
         return None
     return ExchangeConfig(
-        exchange=data["exchange"], enabled=enabled, trading_pairs=tuple(pairs), **settings
+        exchange=data["exchange"],
+        enabled=enabled,
+        trading_pairs=tuple(pairs),
+        accounts=tuple(accounts),
+        account_data_types=tuple(account_types),
+        **settings,
     )
+
+
+def check_env_name(value: Any) -> str:
+    if not isinstance(value, str) or not ENV_NAME.fullmatch(value):
+        # the value is not quoted: it may be a credential put here by mistake
+        raise Invalid(
+            "must be the name of an environment variable (letters, digits and _, not "
+            "starting with a digit), not the credential itself"
+        )
+    return value
+
+
+def check_account_name(value: Any) -> str:
+    if not isinstance(value, str) or not ACCOUNT_NAME.fullmatch(value):
+        raise Invalid(
+            f"must be an account name of 1 to 40 letters, digits, '_', '.' or '-', "
+            f"not {json_kind(value)}"
+        )
+    return value
+
+
+def parse_accounts(
+    data: dict, path: str, adapter: type[ExchangeAdapter] | None, problems: Problems
+) -> tuple[list[AccountConfig], list[DataType]]:
+    """ "credentials" (one object, or an array of them with "account" names) and
+    "account_data_types": the accounts to log in and what to collect from each."""
+    creds_path = key_path(path, "credentials")
+    types_path = key_path(path, "account_data_types")
+    if "credentials" not in data and "account_data_types" not in data:
+        return [], []
+    if adapter is not None and not supports_accounts(adapter.name):
+        problems.add(creds_path, f"account data is not supported for {adapter.name}")
+        return [], []
+    items = data.get("credentials")
+    if items is None:
+        problems.add(creds_path, "missing: account_data_types needs credentials")
+        items = []
+    single = isinstance(items, dict)
+    if single:
+        items = [items]
+    elif not isinstance(items, list):
+        problems.add(creds_path, f"must be an object or an array of them, not {json_kind(items)}")
+        items = []
+    accounts, seen = [], {}
+    for index, item in enumerate(items):
+        at = creds_path if single else f"{creds_path}[{index}]"
+        account = parse_credentials(item, at, single, problems)
+        if account is None:
+            continue
+        if account.name in seen:
+            problems.add(
+                key_path(at, "account"),
+                f"duplicate account {account.name!r} (also {seen[account.name]})",
+            )
+            continue
+        seen[account.name] = at
+        accounts.append(account)
+    names = data.get("account_data_types")
+    types: list[DataType] = []
+    if names is None:
+        if accounts:
+            problems.add(types_path, "missing: credentials need account_data_types")
+    elif not isinstance(names, list):
+        problems.add(types_path, f"must be an array of data types, not {json_kind(names)}")
+    else:
+        for index, name in enumerate(names):
+            at = f"{types_path}[{index}]"
+            data_type = problems.check(at, data_type_named, name)
+            if data_type is None:
+                continue
+            if data_type not in ACCOUNT_DATA_TYPES:
+                allowed = ", ".join(t.value for t in ACCOUNT_DATA_TYPES)
+                problems.add(at, f"{data_type.value!r} is not account data (expected: {allowed})")
+            elif data_type in types:
+                problems.add(at, f"duplicate data type {data_type.value!r}")
+            else:
+                types.append(data_type)
+    return accounts, types
+
+
+def parse_credentials(
+    item: Any, path: str, single: bool, problems: Problems
+) -> AccountConfig | None:
+    before = len(problems.items)
+    item = object_at(item, path, problems)
+    if item is None:
+        return None
+    unknown_keys(item, ("account", "enabled", *CREDENTIAL_KEYS), path, problems)
+    if "account" in item:
+        name = problems.check(key_path(path, "account"), check_account_name, item["account"])
+    elif single:
+        name = DEFAULT_ACCOUNT
+    else:
+        problems.add(key_path(path, "account"), "missing: each of several accounts needs a name")
+        name = None
+    names = {}
+    for key in CREDENTIAL_KEYS:
+        if key not in item:
+            problems.add(key_path(path, key), "missing required key")
+        else:
+            names[key] = problems.check(key_path(path, key), check_env_name, item[key])
+    enabled = problems.check(key_path(path, "enabled"), boolean, item.get("enabled", True))
+    if len(problems.items) > before:
+        return None
+    return AccountConfig(name=name, enabled=enabled, **names)
 
 
 def parse_sections(data: dict, path: str, problems: Problems) -> dict[str, Any]:
@@ -515,11 +682,62 @@ def collector_configs(config: ExchangeConfig) -> list[ExchangeCollectorConfig]:
         )
         for pair in config.trading_pairs
         if pair.enabled
+    ] + account_collector_configs(config)
+
+
+def account_collector_configs(config: ExchangeConfig) -> list[ExchangeCollectorConfig]:
+    """One collector per enabled account: its private connection, "okx:account:main"."""
+    if not config.enabled or not config.account_data_types:
+        return []
+    connection = {name: getattr(config, name) for name in ACCOUNT_PARAMS if name != "credentials"}
+    return [
+        ExchangeCollectorConfig(
+            exchange=config.exchange,
+            symbol=account_symbol(account.name),
+            data_types=list(config.account_data_types),
+            auto_restart=config.auto_restart,
+            health_check_interval=config.health_check_interval,
+            store_raw_data=config.store_raw_data,
+            custom_params={**connection, "credentials": account.credential_names()},
+        )
+        for account in config.accounts
+        if account.enabled
     ]
+
+
+def validate_account_collector(config: ExchangeCollectorConfig, account: str) -> list[str]:
+    """Everything wrong with an account collector's config; empty when valid."""
+    problems = Problems()
+    exchange_adapter(config.exchange, "exchange", problems)
+    if isinstance(config.exchange, str) and not supports_accounts(config.exchange):
+        problems.add("exchange", f"account data is not supported for {config.exchange!r}")
+    problems.check("symbol", check_account_name, account)
+    data_types = config.data_types
+    if not isinstance(data_types, list | tuple) or not data_types:
+        problems.add("data_types", f"must be a non-empty list of DataType, not {data_types!r}")
+    else:
+        for index, data_type in enumerate(data_types):
+            if data_type not in ACCOUNT_DATA_TYPES:
+                problems.add(f"data_types[{index}]", f"not account data: {data_type!r}")
+    params = object_at(config.custom_params, "custom_params", problems) or {}
+    unknown_keys(params, ACCOUNT_PARAMS, "custom_params", problems)
+    for name in ACCOUNT_PARAMS:
+        setting = SETTINGS_BY_NAME.get(name)
+        if setting is not None and params.get(name) is not None:
+            problems.check(key_path("custom_params", name), setting.check, params[name])
+    credentials = object_at(params.get("credentials"), "custom_params.credentials", problems)
+    for key in CREDENTIAL_KEYS:
+        at = f"custom_params.credentials.{key}"
+        if credentials is not None:
+            problems.check(at, check_env_name, credentials.get(key))
+    return problems.messages()
 
 
 def validate_collector_config(config: ExchangeCollectorConfig) -> list[str]:
     """Everything wrong with one collector config (the file's rules); empty when valid."""
+    account = account_of(config.symbol) if isinstance(config.symbol, str) else None
+    if account is not None:
+        return validate_account_collector(config, account)
     problems = Problems()
     adapter = exchange_adapter(config.exchange, "exchange", problems)
     problems.check("symbol", partial(check_symbol, adapter=adapter), config.symbol)
@@ -572,6 +790,8 @@ def exchange_settings_to_dict(exchange: Any) -> dict[str, Any]:
     for section in SECTIONS:
         values = {s.name: getattr(exchange, s.name) for s in SETTINGS if s.section == section}
         data[section] = {name: value for name, value in values.items() if value != ""}
+    if not data["connection"].get("demo_trading"):
+        data["connection"].pop("demo_trading", None)  # the default: files need not say it
     return data
 
 
@@ -584,6 +804,25 @@ def validate_exchange_fields(exchange: Any) -> dict[str, list[str]]:
     for path, message in problems.items:
         name = path.rsplit(".", 1)[-1]
         errors.setdefault("name" if name == "exchange" else name, []).append(message)
+    names = exchange.account_data_types
+    if names:  # checked alone here: the accounts are saved apart from the exchange
+        check = {"credentials": [], "account_data_types": names}
+        problems = Problems()
+        parse_accounts(check, "", None, problems)
+        for _path, message in problems.items:
+            errors.setdefault("account_data_types", []).append(message)
+    return errors
+
+
+def validate_account_fields(account: Any) -> dict[str, list[str]]:
+    """Problems of an ExchangeAccount by model field name."""
+    problems = Problems()
+    item = {key: getattr(account, key) for key in CREDENTIAL_KEYS}
+    parse_credentials({"account": account.name, **item}, "", True, problems)
+    errors: dict[str, list[str]] = {}
+    for path, message in problems.items:
+        name = "name" if path == "account" else path
+        errors.setdefault(name, []).append(message)
     return errors
 
 

@@ -16,7 +16,7 @@ from collectors.config.schema import (
     exchange_settings_to_dict,
     parse_exchange_config,
 )
-from collectors.models import Exchange, TradingPair
+from collectors.models import Exchange, ExchangeAccount, TradingPair
 from collectors.types import ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,20 @@ def apply_exchange_config(config: ExchangeConfig, *, replace: bool = False) -> S
             )
             verb = "created" if created else "updated"
             changes.append(f"{verb} trading pair {exchange.name}:{pair.symbol}")
+        for account in config.accounts:
+            _, created = ExchangeAccount.objects.update_or_create(
+                exchange=exchange,
+                name=account.name,
+                defaults={"enabled": account.enabled, **account.credential_names()},
+            )
+            verb = "created" if created else "updated"
+            changes.append(f"{verb} account {exchange.name}:{account.name}")
         if replace:
+            names = [account.name for account in config.accounts]
+            stale_accounts = exchange.accounts.exclude(name__in=names).order_by("name")
+            for name in stale_accounts.values_list("name", flat=True):
+                changes.append(f"deleted account {exchange.name}:{name}")
+            stale_accounts.delete()
             symbols = [pair.symbol for pair in config.trading_pairs]
             stale = exchange.trading_pairs.exclude(symbol__in=symbols).order_by("symbol")
             for symbol in stale.values_list("symbol", flat=True):
@@ -66,6 +79,8 @@ def exchange_fields(config: ExchangeConfig) -> dict[str, Any]:
     fields = {setting.name: getattr(config, setting.name) for setting in SETTINGS}
     fields["business_ws_url"] = config.business_ws_url or ""
     fields["rest_url"] = config.rest_url or ""
+    fields["private_ws_url"] = config.private_ws_url or ""
+    fields["account_data_types"] = [data_type.value for data_type in config.account_data_types]
     fields["enabled"] = config.enabled
     return fields
 
@@ -83,6 +98,19 @@ def exchange_config_to_dict(exchange: Exchange) -> dict[str, Any]:
         }
         for pair in pairs
     ]
+    accounts = sorted(exchange.accounts.all(), key=lambda account: account.pk)
+    if accounts or exchange.account_data_types:
+        data["credentials"] = [
+            {
+                "account": account.name,
+                "enabled": account.enabled,
+                "api_key_env": account.api_key_env,
+                "secret_env": account.secret_env,
+                "passphrase_env": account.passphrase_env,
+            }
+            for account in accounts
+        ]
+        data["account_data_types"] = list(exchange.account_data_types)
     return data
 
 
@@ -94,7 +122,8 @@ def exchange_config_from_model(exchange: Exchange) -> ExchangeConfig:
 def collector_configs_from_db() -> list[ExchangeCollectorConfig]:
     """Collector configs of every stored exchange; an invalid one is logged and skipped."""
     configs = []
-    for exchange in Exchange.objects.filter(enabled=True).prefetch_related("trading_pairs"):
+    exchanges = Exchange.objects.filter(enabled=True).prefetch_related("trading_pairs", "accounts")
+    for exchange in exchanges:
         try:
             configs.extend(collector_configs(exchange_config_from_model(exchange)))
         except ConfigError as error:

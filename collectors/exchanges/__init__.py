@@ -14,6 +14,7 @@ from collectors.exchanges.base import ExchangeAdapter
 class Registered(NamedTuple):
     adapter: str
     simulator: str
+    account_adapter: str = ""  # an account's private connection; "" if not supported
 
 
 EXCHANGES: dict[str, Registered] = {
@@ -22,7 +23,9 @@ EXCHANGES: dict[str, Registered] = {
         "collectors.simulators.binance.BinanceSimulator",
     ),
     "okx": Registered(
-        "collectors.exchanges.okx.OkxAdapter", "collectors.simulators.okx.OkxSimulator"
+        "collectors.exchanges.okx.OkxAdapter",
+        "collectors.simulators.okx.OkxSimulator",
+        "collectors.exchanges.okx_account.OkxAccountAdapter",
     ),
 }
 
@@ -44,6 +47,18 @@ def registered(exchange: str) -> Registered:
 def adapter_class(exchange: str) -> type[ExchangeAdapter]:
     """The adapter for an exchange name; ValueError naming the supported ones otherwise."""
     return import_string(registered(exchange).adapter)
+
+
+def account_adapter_class(exchange: str) -> type[ExchangeAdapter]:
+    """The adapter of an exchange's account data; ValueError if it has none."""
+    path = registered(exchange).account_adapter
+    if not path:
+        raise ValueError(f"account data is not supported for {exchange!r}")
+    return import_string(path)
+
+
+def supports_accounts(exchange: str) -> bool:
+    return exchange in EXCHANGES and bool(EXCHANGES[exchange].account_adapter)
 
 
 def simulator_class(exchange: str) -> type:

@@ -20,6 +20,11 @@ class FrameError(ValueError):
     """A frame that is malformed or unexpected; counted, logged and skipped."""
 
 
+class ConfigurationError(ValueError):
+    """A connection cannot be opened as configured (a credential's environment variable is
+    not set): the collector stops in error, since a retry would only repeat it."""
+
+
 @dataclass(slots=True, frozen=True)
 class Endpoint:
     """One WebSocket connection a collector keeps open, and what it subscribes to there."""
@@ -72,6 +77,9 @@ class Handled:
     # The exchange refused what the configuration asks for (a symbol it does not list):
     # the collector stops in error, and a restart would only repeat it (health_rule).
     permanent_error: str = ""
+    # This connection cannot go on (a login refused for a reason time may cure): close it
+    # and let the link reconnect with its backoff; the text says why.
+    reconnect: str = ""
 
 
 class ExchangeSession(ABC):

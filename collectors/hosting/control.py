@@ -15,7 +15,8 @@ from celery.result import AsyncResult
 
 from collectors.hosting import leases
 from collectors.hosting.queues import COLLECTORS_QUEUE, control_queue
-from collectors.models import TradingPair
+from collectors.models import ExchangeAccount, TradingPair
+from collectors.types import account_of
 
 
 def send_start(name: str, *, expires: float = 300.0) -> AsyncResult:
@@ -58,20 +59,27 @@ class SentControl:
     note: str = ""
 
 
-def trading_pair(name: str) -> TradingPair:
+def trading_pair(name: str) -> TradingPair | ExchangeAccount:
+    """The trading pair, or the account ("okx:account:main"), a stream name stands for."""
     exchange, _, symbol = name.partition(":")
+    account = account_of(symbol)
     try:
+        if account is not None:
+            return ExchangeAccount.objects.select_related("exchange").get(
+                exchange__name=exchange, name=account
+            )
         return TradingPair.objects.select_related("exchange").get(
             exchange__name=exchange, symbol=symbol
         )
-    except TradingPair.DoesNotExist:
+    except (TradingPair.DoesNotExist, ExchangeAccount.DoesNotExist):
         raise ControlError(
-            f"no trading pair {name!r} (names are exchange:symbol, e.g. okx:BTC-USDT)"
+            f"no trading pair or account {name!r} (names are exchange:symbol, e.g. "
+            "okx:BTC-USDT, or exchange:account:name, e.g. okx:account:main)"
         ) from None
 
 
 def start_collector(name: str) -> SentControl:
-    """Enable the pair and ask a collector worker to run it now."""
+    """Enable the pair (or account) and ask a collector worker to run it now."""
     pair = trading_pair(name)
     if not pair.exchange.enabled:
         raise ControlError(f"exchange {pair.exchange.name} is disabled; enable it first")
@@ -84,9 +92,14 @@ def start_collector(name: str) -> SentControl:
 
 
 def stop_collector(name: str) -> SentControl:
-    """Disable the pair (if configured) and stop it on the worker that runs it."""
-    pairs = TradingPair.objects.filter(exchange__name=name.partition(":")[0])
-    updated = pairs.filter(symbol=name.partition(":")[2], enabled=True).update(enabled=False)
+    """Disable the pair or account (if configured) and stop it on the worker that runs it."""
+    exchange, _, symbol = name.partition(":")
+    account = account_of(symbol)
+    if account is not None:
+        streams = ExchangeAccount.objects.filter(exchange__name=exchange, name=account)
+    else:
+        streams = TradingPair.objects.filter(exchange__name=exchange, symbol=symbol)
+    updated = streams.filter(enabled=True).update(enabled=False)
     note = "disabled" if updated else ""
     worker = hosting_worker(name)
     if worker is None:

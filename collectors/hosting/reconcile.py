@@ -27,7 +27,7 @@ from collectors.hosting import leases
 from collectors.hosting.control import send_start, send_to_worker
 from collectors.hosting.heartbeat import Heartbeat, config_key, read_heartbeats
 from collectors.hosting.schedule import sync_health_check_schedule
-from collectors.models import CollectorStatus, TradingPair
+from collectors.models import CollectorStatus, ExchangeAccount, TradingPair
 from collectors.types import COLLECTOR_DEFAULTS, ExchangeCollectorConfig
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Observation:
     desired: dict[str, ExchangeCollectorConfig]
     heartbeats: dict[str, Heartbeat]
     holders: dict[str, str]  # stream -> worker holding its lease
-    configured: set[str]  # every trading pair in the database, enabled or not
+    configured: set[str]  # every trading pair and account in the database, enabled or not
 
     def states(self) -> list[CollectorState]:
         return states(self.desired, self.heartbeats, self.holders, self.configured)
@@ -191,6 +191,8 @@ def observe(client: redis.Redis | None = None) -> Observation:
     desired = {config.name: config for config in collector_configs_from_db()}
     pairs = TradingPair.objects.values_list("exchange__name", "symbol")
     configured = {f"{exchange}:{symbol}" for exchange, symbol in pairs}
+    accounts = ExchangeAccount.objects.select_related("exchange")
+    configured |= {account.collector_name for account in accounts}
     holders = {name: leases.worker_of(owner) for name, owner in leases.holders(client).items()}
     return Observation(desired, read_heartbeats(client), holders, configured)
 

@@ -1,5 +1,7 @@
-"""An OKX v5 simulator on loopback: public and business WebSockets, the REST order book and a
-control API on one port, fed by the seeded market generator, with injectable faults.
+"""An OKX v5 simulator on loopback: public, business and private WebSockets, the REST order book,
+the signed REST account endpoints and a control API on one port, fed by the seeded market
+generator, with injectable faults. The private side (login checks, scripted accounts) is
+collectors.simulators.okx_account.
 
 A collector pointed at it cannot tell it from OKX for trades, books5, books, tickers and
 candles: the same subscribe acknowledgements and error events, text ping/pong, the 30-second
@@ -14,6 +16,7 @@ import asyncio
 import bisect
 import http
 import logging
+import os
 import random
 import re
 import zlib
@@ -35,6 +38,14 @@ from collectors.simulators.market import (
     decimal_str,
     spot_instrument,
     wall_clock_ms,
+)
+from collectors.simulators.okx_account import (
+    SPOT,
+    ApiKey,
+    LoginRefused,
+    ScriptedAccount,
+    check_login,
+    check_rest,
 )
 from collectors.simulators.server import (
     COMMON_FAULTS,
@@ -62,6 +73,9 @@ REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
 REST_TRADES_MAX = 500  # and the most it serves
 REST_HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
 REST_HISTORY_TRADES_MAX = 100  # a page of older trades: default and most
+REST_BALANCE_PATH = "/api/v5/account/balance"
+REST_POSITIONS_PATH = "/api/v5/account/positions"
+PRIVATE_CHANNELS = frozenset({"account", "positions", "orders"})
 
 FAULT_KINDS = (
     *COMMON_FAULTS,
@@ -531,9 +545,9 @@ class _Market(MarketFeed):
 
 
 class OkxSimulator(SimulatorServer):
-    """The OKX v5 public and business WebSockets, the REST book and a control API, on one
-    loopback port. `start()` runs it on a background thread; `serve_forever()` in the
-    caller's event loop."""
+    """The OKX v5 public, business and private WebSockets, the REST book and account, and a
+    control API, on one loopback port. `start()` runs it on a background thread;
+    `serve_forever()` in the caller's event loop."""
 
     name: ClassVar[str] = "OKX simulator"
     fault_kinds: ClassVar[tuple[str, ...]] = FAULT_KINDS
@@ -561,6 +575,8 @@ class OkxSimulator(SimulatorServer):
         notice_delay: float = 2.0,
         linger: float = 0.0,
         clock: Callable[[], int] | None = None,
+        api_keys: Iterable[ApiKey] = (),
+        account_interval: float = 0.5,
     ) -> None:
         super().__init__(host, port, idle_timeout)
         self.seed = seed
@@ -584,6 +600,18 @@ class OkxSimulator(SimulatorServer):
             seed, [okx_instrument(item) for item in chosen], self.clock, BOOK_LEVELS
         )
         self._book_faults: Counter[tuple[str, str]] = Counter()
+        # the private side: keys it accepts, each key's scripted account, who is logged in
+        self.api_keys = {key.api_key: key for key in api_keys}
+        self.accounts = {
+            key.api_key: ScriptedAccount(uid=f"{index + 1:08d}")
+            for index, key in enumerate(self.api_keys.values())
+        }
+        self.account_interval = account_interval
+        self.logins: Counter[str] = Counter()  # login attempts by answer code ("0": success)
+        self.rest_logins: Counter[str] = Counter()  # signed REST requests by answer code
+        self._logged_in: dict[Client, ApiKey] = {}
+        self._private_subs: dict[Client, set[str]] = {}
+        self._account_task: asyncio.Task | None = None
         seqs = random.Random(f"{seed}:seqId")
         self._markets = {
             inst_id: _Market(self, instrument, seqs.randint(1_000_000, 9_999_999))
@@ -598,18 +626,32 @@ class OkxSimulator(SimulatorServer):
         parser.add_argument(
             "--no-snapshot", action="store_true", help="OKX: books open with updates."
         )
+        parser.add_argument(
+            "--api-key",
+            action="append",
+            default=[],
+            metavar="KEY_ENV,SECRET_ENV,PASSPHRASE_ENV",
+            help="OKX: accept the API key these environment variables hold, with a scripted "
+            "account (repeatable; the same names an exchange's credentials give).",
+        )
 
     @classmethod
     def options_from(cls, options: dict[str, Any]) -> dict[str, Any]:
         return {
             "books_checksum": not options.get("no_checksum"),
             "books_snapshot": not options.get("no_snapshot"),
+            "api_keys": [api_key_from_env(names) for names in options.get("api_key") or ()],
         }
 
     def describe(self) -> str:
         return (
             f"Simulating OKX: public {self.public_url} business {self.business_url}"
             f" rest {self.rest_url}"
+            + (
+                f" private {self.private_url} ({len(self.api_keys)} API keys)"
+                if self.api_keys
+                else ""
+            )
         )
 
     @property
@@ -619,6 +661,23 @@ class OkxSimulator(SimulatorServer):
     @property
     def business_url(self) -> str:
         return f"ws://{self.host}:{self.port}{BUSINESS_PATH}"
+
+    @property
+    def private_url(self) -> str:
+        return f"ws://{self.host}:{self.port}{PRIVATE_PATH}"
+
+    def add_api_key(self, key: ApiKey) -> ScriptedAccount:
+        """Accept another API key (another account); its scripted account."""
+
+        def add() -> ScriptedAccount:
+            self.api_keys[key.api_key] = key
+            uid = f"{len(self.accounts) + 1:08d}"
+            return self.accounts.setdefault(key.api_key, ScriptedAccount(uid=uid))
+
+        return self.in_loop(add)
+
+    def account(self, api_key: str) -> ScriptedAccount:
+        return self.accounts[api_key]
 
     def sent_trades(self, inst_id: str) -> list[dict[str, str]]:
         """Every trade item sent for that instrument, in order, as it went on the wire."""
@@ -643,9 +702,15 @@ class OkxSimulator(SimulatorServer):
         return {
             "trades_sent": {inst_id: len(m.sent) for inst_id, m in self._markets.items()},
             "paused": sorted(inst_id for inst_id, m in self._markets.items() if m.paused),
+            "logins": dict(self.logins),
+            "login_attempts": sum(self.logins.values()),
+            "rest_logins": dict(self.rest_logins),
+            "logged_in": len(self._logged_in),
         }
 
     def on_shutdown(self) -> None:
+        if self._account_task is not None:
+            self._account_task.cancel()
         for market in self._markets.values():
             for task in market.tasks:
                 task.cancel()
@@ -687,6 +752,8 @@ class OkxSimulator(SimulatorServer):
     # Connections
 
     def on_disconnect(self, client: Client) -> None:
+        self._logged_in.pop(client, None)
+        self._private_subs.pop(client, None)
         for channel, inst_id in client.subs:
             market = self._markets[inst_id]
             market.subs[channel].discard(client)
@@ -710,6 +777,9 @@ class OkxSimulator(SimulatorServer):
             return
         request_id = request.get("id") if isinstance(request.get("id"), str) else None
         op, args = request.get("op"), request.get("args")
+        if client.path == PRIVATE_PATH:
+            self._private_message(client, op, args, request_id, text)
+            return
         if op in ("subscribe", "unsubscribe"):
             if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
                 self._error(client, "60012", f"Invalid request: {text}", request_id)
@@ -777,17 +847,140 @@ class OkxSimulator(SimulatorServer):
         log.warning("OKX simulator: error %s to %s: %s", code, client.conn_id, msg[:200])
         self._event(client, {"event": "error", "msg": msg, "code": code}, request_id)
 
+    # The private WebSocket: login, account channels, the scripted accounts' pushes
+
+    def _private_message(
+        self, client: Client, op: Any, args: Any, request_id: str | None, text: str
+    ) -> None:
+        if op == "login":
+            self._login(client, args, request_id)
+        elif op in ("subscribe", "unsubscribe"):
+            if not isinstance(args, list) or not args or not all(isinstance(a, dict) for a in args):
+                self._error(client, "60012", "Invalid request", request_id)
+            elif client not in self._logged_in:
+                self._error(client, "60011", "Please log in", request_id)
+            else:
+                for arg in args:
+                    self._private_subscription(client, op, arg, request_id)
+        elif isinstance(op, str) and op:
+            self._error(client, "60019", f"Invalid op: {op[:50]}", request_id)
+        else:
+            self._error(client, "60012", "Invalid request", request_id)
+
+    def _login(self, client: Client, args: Any, request_id: str | None) -> None:
+        """OKX's login: one argument, checked as OKX does; the request is never echoed."""
+        if client in self._logged_in:
+            self._error(client, "60030", "The WebSocket endpoint does not allow multiple "
+                        "or repeated logins.", request_id)  # fmt: skip
+            return
+        if not isinstance(args, list) or len(args) != 1:
+            self.logins["60012"] += 1
+            self._error(client, "60012", "Invalid request", request_id)
+            return
+        ip = client.conn.remote_address[0]
+        try:
+            key = check_login(self.api_keys, args[0], self.clock() / 1000, ip)
+        except LoginRefused as refused:
+            self.logins[refused.code] += 1
+            self._error(client, refused.code, refused.msg, request_id)
+            return
+        self.logins["0"] += 1
+        self._logged_in[client] = key
+        self._private_subs[client] = set()
+        self._event(client, {"event": "login", "code": "0", "msg": ""}, request_id)
+        if self._account_task is None or self._account_task.done():
+            self._account_task = asyncio.create_task(self._run_accounts())
+
+    def _private_subscription(
+        self, client: Client, op: str, arg: dict, request_id: str | None
+    ) -> None:
+        channel = arg.get("channel")
+        if channel not in PRIVATE_CHANNELS or (
+            channel != "account" and arg.get("instType") not in ("ANY", "SPOT", "SWAP")
+        ):
+            self._error(
+                client,
+                "60018",
+                f"{op.capitalize()} failed, wrong URL or channel:{str(channel)[:50]} doesn't "
+                "exist. Please use the correct URL, channel and parameters referring to API "
+                "document.",
+                request_id,
+            )
+            return
+        account = self.accounts[self._logged_in[client].api_key]
+        answer = {key: value for key, value in arg.items() if key in ("channel", "instType")}
+        self._event(client, {"event": op, "arg": answer}, request_id)
+        self.events["subscriptions" if op == "subscribe" else "unsubscriptions"] += 1
+        subs = self._private_subs[client]
+        if op == "unsubscribe":
+            subs.discard(channel)
+            return
+        subs.add(channel)
+        # OKX pushes the current state of the account and positions on subscribing
+        if channel == "account":
+            self._push(client, account, "account", [account.balance()])
+        elif channel == "positions":
+            self._push(client, account, "positions", account.positions(open_only=True))
+
+    def _push(self, client: Client, account: ScriptedAccount, channel: str, data: list) -> None:
+        arg: dict[str, str] = {"channel": channel, "uid": account.uid}
+        if channel != "account":
+            arg["instType"] = "ANY"
+        client.send(dumps({"arg": arg, "data": data}))
+        self.counts[channel] += 1
+
+    async def _run_accounts(self) -> None:
+        """Each logged-in key's account takes a step every account_interval seconds."""
+        while self._logged_in:
+            await asyncio.sleep(self.account_interval)
+            await self.unstalled.wait()
+            bid, ask = self.generator.best(SPOT)
+            now = self.clock()
+            for api_key in sorted({key.api_key for key in self._logged_in.values()}):
+                account = self.accounts[api_key]
+                changes = account.step(bid[0], ask[0], now)
+                for client, key in list(self._logged_in.items()):
+                    if key.api_key != api_key or not client.is_open():
+                        continue
+                    for channel, data in changes.items():
+                        if channel in self._private_subs.get(client, ()) and data:
+                            self._push(client, account, channel, data)
+
+    def _rest_private(self, connection: Connection, request: Request, path: str) -> Response:
+        """Signed GET /api/v5/account/balance and /api/v5/account/positions."""
+        ip = connection.remote_address[0]
+        try:
+            key = check_rest(
+                self.api_keys, request.headers, "GET", request.path, self.clock() / 1000, ip
+            )
+        except LoginRefused as refused:
+            self.rest_logins[refused.code] += 1
+            return json_response(401, {"code": refused.code, "msg": refused.msg, "data": []})
+        self.rest_logins["0"] += 1
+        account = self.accounts[key.api_key]
+
+        def answer() -> list:
+            if path == REST_BALANCE_PATH:
+                return [account.balance()]
+            return account.positions(open_only=True)
+
+        return json_response(200, {"code": "0", "msg": "", "data": answer()})
+
     # HTTP on the same port
 
     def process_request(
         self, connection: Connection, request: Request, path: str, query: dict[str, list[str]]
     ) -> Response | None:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            if path in (PUBLIC_PATH, BUSINESS_PATH):
+            if path in (PUBLIC_PATH, BUSINESS_PATH, PRIVATE_PATH):
                 return None
             return connection.respond(
-                http.HTTPStatus.NOT_FOUND, "Only the public and business WebSockets are simulated\n"
+                http.HTTPStatus.NOT_FOUND,
+                "Only the public, business and private WebSockets are simulated\n",
             )
+        if path in (REST_BALANCE_PATH, REST_POSITIONS_PATH) and request.method == "GET":
+            self.events["rest_requests"] += 1
+            return self._rest_private(connection, request, path)
         if path == REST_BOOKS_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_books(query)
@@ -802,7 +995,7 @@ class OkxSimulator(SimulatorServer):
             if inst_id not in self._markets:
                 return json_response(404, {"error": f"Unknown instrument {inst_id!r}"})
             return json_response(200, {"instId": inst_id, "trades": self.sent_trades(inst_id)})
-        if path in (PUBLIC_PATH, BUSINESS_PATH):
+        if path in (PUBLIC_PATH, BUSINESS_PATH, PRIVATE_PATH):
             return None  # websockets answers 426 Upgrade Required
         return json_response(404, {"code": "404", "msg": "Not Found", "data": []})
 
@@ -878,6 +1071,18 @@ class OkxSimulator(SimulatorServer):
             page = trades[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(page)]
         return json_response(200, {"code": "0", "msg": "", "data": data})
+
+
+def api_key_from_env(names: str, environ: dict[str, str] | None = None) -> ApiKey:
+    """An ApiKey from "KEY_ENV,SECRET_ENV,PASSPHRASE_ENV"; ValueError naming what is missing."""
+    environ = os.environ if environ is None else environ
+    parts = [part.strip() for part in names.split(",")]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--api-key wants KEY_ENV,SECRET_ENV,PASSPHRASE_ENV, not {names!r}")
+    missing = [name for name in parts if not environ.get(name)]
+    if missing:
+        raise ValueError(f"environment variable {missing[0]} is not set")
+    return ApiKey(*(environ[name] for name in parts))
 
 
 def _param_error(name: str) -> Response:

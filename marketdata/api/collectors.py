@@ -28,12 +28,14 @@ from collectors.hosting.status import (
     one_collector,
     status_dict,
 )
-from collectors.models import TradingPair
 from marketdata.api.permissions import IsStaff
 from marketdata.api.views import ApiView, error_responses, read_responses
 
-# A stream's name: exchange:symbol. Anything else names no collector, whatever it holds.
-COLLECTOR_NAME = re.compile(r"[a-z0-9_-]{1,50}:[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+# A stream's name: exchange:symbol, or exchange:account:name for an account's stream.
+# Anything else names no collector, whatever it holds.
+COLLECTOR_NAME = re.compile(
+    r"[a-z0-9_-]{1,50}:(?:account:[A-Za-z0-9_.-]{1,40}|[A-Za-z0-9][A-Za-z0-9._-]{0,49})"
+)
 NAME = OpenApiParameter(
     "name",
     {"type": "string", "pattern": f"^{COLLECTOR_NAME.pattern}$"},
@@ -168,8 +170,11 @@ class CollectorControl(ApiView):
     send = None
 
     def control(self, name: str) -> Response:
-        exchange, _, symbol = checked_name(name).partition(":")
-        known = TradingPair.objects.filter(exchange__name=exchange, symbol=symbol).exists()
+        checked_name(name)
+        try:
+            known = control.trading_pair(name) is not None
+        except control.ControlError:
+            known = False
         try:
             # A stream that runs without a pair (deleted in the admin) can still be stopped.
             if not known and (self.action != "stop" or control.hosting_worker(name) is None):

@@ -28,7 +28,7 @@ from marketdata.times import parse_time
 TIMEFRAMES = tuple(candles.TIMEFRAMES)  # the widths the `candles` table holds
 TRADE_SIDES = ("buy", "sell")
 # Data types kept in market_data; trades have their own table and endpoint.
-MARKET_DATA_TYPES = ("ticker", "orderbook", "candle", "balance")
+MARKET_DATA_TYPES = ("ticker", "orderbook", "candle")  # balances: /api/v1/balances/
 ORDERS = ("asc", "desc")
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")

@@ -2,8 +2,8 @@
 
 from django.urls import path, re_path
 
+from marketdata.api import accounts, views
 from marketdata.api import collectors as collectors_api
-from marketdata.api import views
 
 app_name = "api"
 
@@ -13,6 +13,9 @@ urlpatterns = [
     path("market-data/", views.MarketDataList.as_view(), name="market-data"),
     path("orderbook/latest/", views.OrderBookLatest.as_view(), name="orderbook-latest"),
     path("ticker/latest/", views.TickerLatest.as_view(), name="ticker-latest"),
+    path("balances/", accounts.BalanceList.as_view(), name="balances"),
+    path("positions/", accounts.PositionList.as_view(), name="positions"),
+    path("orders/", accounts.OrderList.as_view(), name="orders"),
     path("collectors/", collectors_api.CollectorList.as_view(), name="collectors"),
     path(
         "collectors/<str:name>/health/",

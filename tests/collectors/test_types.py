@@ -24,13 +24,15 @@ def trade(**changes) -> MarketDataPoint:
     )
 
 
-def test_the_five_data_types_have_the_spec_values():
+def test_the_spec_data_types_keep_their_values_beside_the_account_ones():
     assert {t.name: t.value for t in DataType} == {
         "TICKER": "ticker",
         "TRADE": "trade",
         "ORDERBOOK": "orderbook",
         "CANDLE": "candle",
         "BALANCE": "balance",
+        "POSITION": "position",  # an account's, beside the spec's (docs/data-model.md)
+        "ORDER": "order",
     }
 
 

@@ -195,6 +195,6 @@ def test_latest_needs_a_known_exchange_and_a_symbol(api, url):
 
 
 def test_stored_json_beyond_64_bit_integers_comes_back_exactly(api):
-    add(1, "balance", {"units": 2**70 + 1, "currency": "BTC"})
-    body = ok(api.get(URL, {"data_type": "balance"}))
+    add(1, "candle", {"units": 2**70 + 1, "currency": "BTC"})
+    body = ok(api.get(URL, {"data_type": "candle"}))
     assert body["results"][0]["data"] == {"units": 2**70 + 1, "currency": "BTC"}

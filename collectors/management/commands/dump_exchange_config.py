@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--output", help="Write to this file instead of standard output.")
 
     def handle(self, *args, exchange: str | None, output: str | None, **options):
-        exchanges = Exchange.objects.prefetch_related("trading_pairs")
+        exchanges = Exchange.objects.prefetch_related("trading_pairs", "accounts")
         if exchange is None:
             data = [exchange_config_to_dict(stored) for stored in exchanges]
         else:

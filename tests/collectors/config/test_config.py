@@ -200,7 +200,7 @@ def test_an_unknown_data_type_is_named_by_its_path():
     assert_error(
         data,
         "trading_pairs[1].data_types[0]: unknown data type 'trades' "
-        "(expected one of: balance, candle, orderbook, ticker, trade)",
+        "(expected one of: balance, candle, order, orderbook, position, ticker, trade)",
     )
 
 
@@ -338,7 +338,7 @@ def test_unknown_keys_are_rejected_by_name_at_every_level():
     data["trading_pairs"][0]["sybmol"] = "ETH-USDT"
     errors = errors_of(data)
     assert len(errors) == 4
-    assert errors[0].startswith("colour: unknown key 'colour' (expected one of: connection,")
+    assert errors[0].startswith("colour: unknown key 'colour' (expected one of: account_data")
     assert any(
         e.startswith("connection.ping_intervall: unknown key 'ping_intervall'") for e in errors
     )
@@ -393,11 +393,11 @@ def test_a_data_type_without_its_channel_is_named():
     ]
 
 
-def test_balance_is_rejected_as_not_collectable_yet():
+def test_balance_on_a_trading_pair_is_sent_to_the_exchange_level():
     errors = errors_of(with_pair(data_types=["trade", "balance"]))
     assert errors == [
         "trading_pairs[0].data_types[1]: data type 'balance' cannot be collected: "
-        "it needs a private (logged-in) connection, not supported yet"
+        "it belongs to an account: list it in the exchange's account_data_types, with credentials"
     ]
 
 
@@ -619,7 +619,7 @@ def test_trading_pair_field_errors_are_keyed_by_model_field():
         ],
         "data_types": [
             "data_types[0]: unknown data type 'trades' "
-            "(expected one of: balance, candle, orderbook, ticker, trade)",
+            "(expected one of: balance, candle, order, orderbook, position, ticker, trade)",
             "data_types[1]: data type 'candle' needs a 'candle' channel, and channels has none",
         ],
     }

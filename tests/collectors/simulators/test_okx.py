@@ -266,13 +266,13 @@ def test_candles_are_refused_on_the_public_path_and_served_on_business(start_sim
     assert wait_for(business, is_event("error"))["code"] == "60018"  # trades are public only
 
 
-def test_it_refuses_the_private_path(start_simulator):
+def test_the_private_path_wants_a_login_before_a_subscription(start_simulator, connect):
     simulator = start_simulator()
+    private = connect(simulator.private_url)
 
-    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
-        websocket.create_connection(simulator.public_url.replace("public", "private"), timeout=5)
+    subscribe(private, {"channel": "account"})
 
-    assert refused.value.status_code == 404
+    assert wait_for(private, is_event("error"))["code"] == "60011"  # Please log in
 
 
 def test_it_closes_a_connection_where_nothing_passes_with_4004(start_simulator, connect):
