@@ -161,7 +161,7 @@ def problem(value: Decimal, limit: str) -> str:
     if value <= 0:
         return "is not positive"
     if value < STEP:
-        return f"is below {STEP}, the smallest value stored"
+        return "is below 0.00000001, the smallest value stored"
     return f"is too large to store (at most {limit})"
 
 
