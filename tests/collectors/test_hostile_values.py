@@ -193,12 +193,12 @@ def test_prices_sizes_books_and_raw_data_out_of_bounds_are_refused_and_counted(
         send(sim, "tickers", [{**ticker, "bidPx": "77777.6", "ts": str(now_ms())}])
         send(sim, "tickers", [{**ticker, "last": THIRTY_DIGITS, "ts": str(now_ms())}])
 
-        bids = [[f"{70000 - i}.5", "1", "0", "1"] for i in range(10_000)]
-        asks = [[f"{80000 + i}.5", "1", "0", "1"] for i in range(5)]
+        bids = [[f"{200_000 - i}.5", "1", "0", "1"] for i in range(100_000)]
+        asks = [[f"{300_000 + i}.5", "1", "0", "1"] for i in range(5)]
         book = {"instId": SYMBOL, "asks": asks, "seqId": 1}
         send(sim, "books5", [{**book, "bids": bids[:5], "ts": str(now_ms())}])
         send(sim, "books5", [{**book, "bids": bids[:6], "ts": str(now_ms())}])
-        send(sim, "books5", [{**book, "bids": bids, "ts": str(now_ms())}])  # 10,000 levels
+        send(sim, "books5", [{**book, "bids": bids, "ts": str(now_ms())}])  # 100,000 levels
 
         marker = trade(now_ms())  # the last frame: once it is stored, all were handled
         send(sim, "trades", [marker])
