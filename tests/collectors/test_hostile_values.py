@@ -1,4 +1,4 @@
-"""Values no market makes, pushed by the OKX simulator over a real socket to a collector
+"""Values no market makes, pushed by an exchange simulator over a real socket to a collector
 storing in PostgreSQL with live candles: refused, counted and logged, never stored, served
 or aggregated (issue 9, cases 3 and 4).
 
@@ -56,10 +56,13 @@ def api():
     return client
 
 
-def send(sim: OkxSimulator, channel: str, items: list) -> None:
+def push(sim, frame: bytes) -> None:
     """Push one frame to every connected client, as the exchange would."""
-    frame = orjson.dumps({"arg": {"channel": channel, "instId": SYMBOL}, "data": items})
     sim.in_loop(lambda: [client.send_many([frame]) for client in sim.clients()])
+
+
+def send(sim: OkxSimulator, channel: str, items: list) -> None:
+    push(sim, orjson.dumps({"arg": {"channel": channel, "instId": SYMBOL}, "data": items}))
 
 
 def trade(ts: int, **fields) -> dict:
@@ -67,14 +70,26 @@ def trade(ts: int, **fields) -> dict:
     return {**item, "side": "buy", "ts": str(ts), **fields}
 
 
-def collecting(sim, sink, *data_types):
-    """A running collector of the simulator's BTC-USDT, with live candles of every live
-    timeframe; (manager, collector, live, its aggregator)."""
+def trade_frame(market, ts: int) -> tuple[str, bytes]:
+    """A trade stamped `ts` as the market's exchange pushes it: (its id, the frame)."""
+    number = next(_ids)
+    if market.exchange == "okx":
+        item = {"instId": market.symbol, "tradeId": str(number), "px": "50000.5", "sz": "0.01"}
+        item.update(side="buy", ts=str(ts))
+        return str(number), orjson.dumps(
+            {"arg": {"channel": "trades", "instId": market.symbol}, "data": [item]}
+        )
+    data = {"e": "aggTrade", "E": ts, "s": market.symbol, "a": number, "p": "50000.5"}
+    data.update(q="0.01", f=number, l=number, T=ts, m=False, M=True)
+    return str(number), orjson.dumps({"stream": f"{market.symbol.lower()}@aggTrade", "data": data})
+
+
+def collecting(sink, config):
+    """A running collector, with live candles of every live timeframe; (manager, collector,
+    live, its aggregator)."""
     live = LiveCandles()
     manager = CollectorManager(sink=sink)
-    collector = ExchangeFactory.create_collector(
-        make_config(sim, data_types=data_types, trade_backfill=0)
-    )
+    collector = ExchangeFactory.create_collector(config)
     manager.add_collector(collector)
     live.attach(collector)
     assert run(manager.start())
@@ -85,32 +100,36 @@ def collecting(sim, sink, *data_types):
     return manager, collector, live, aggregator
 
 
-def stored_trades() -> list[RawTrade]:
-    return list(RawTrade.objects.filter(exchange="okx", symbol=SYMBOL).order_by("id"))
+def stored_trades(symbol: str = SYMBOL) -> list[RawTrade]:
+    return list(RawTrade.objects.filter(symbol=symbol).order_by("id"))
 
 
 def test_one_trade_a_hundred_years_ahead_leaves_candles_storage_and_the_api_as_they_were(
-    quiet_simulator, sink, settings, api, caplog
+    market, sink, settings, api, caplog
 ):
     settings.CANDLE_GRACE = 0.2
-    sim = quiet_simulator
-    manager, collector, live, aggregator = collecting(sim, sink, DataType.TRADE)
+    market.pause()  # every trade on the wire is one of the test's
+    sim, symbol = market.simulator, market.symbol
+    manager, collector, live, aggregator = collecting(sink, market.config(trade_backfill=0))
     try:
-        before = [trade(now_ms()) for _ in range(25)]
-        for item in before:
-            send(sim, "trades", [item])
-        ahead, minus_one, zero = trade(now_ms() + HUNDRED_YEARS_MS), trade(-1), trade(0)
-        for item in (ahead, minus_one, zero):
-            send(sim, "trades", [item])
-        after = []
+        before = []
+        for _ in range(25):
+            trade_id, frame = trade_frame(market, now_ms())
+            before.append(trade_id)
+            push(sim, frame)
+        out_of_window = [now_ms() + HUNDRED_YEARS_MS, -1, 0]
+        for ts in out_of_window:
+            push(sim, trade_frame(market, ts)[1])
+        after, stamps = [], []
         for _ in range(5):  # 50 trades over a second and a half: several 1s candles
-            burst = [trade(now_ms()) for _ in range(10)]
-            after += burst
-            for item in burst:
-                send(sim, "trades", [item])
+            for _ in range(10):
+                stamps.append(now_ms())
+                trade_id, frame = trade_frame(market, stamps[-1])
+                after.append(trade_id)
+                push(sim, frame)
             time.sleep(0.3)
-        last_end = bucket_end(from_epoch_ms(int(after[-1]["ts"])), "1s")
-        wait_until(lambda: len(stored_trades()) >= 75, 20, message="75 trades stored")
+        last_end = bucket_end(from_epoch_ms(stamps[-1]), "1s")
+        wait_until(lambda: len(stored_trades(symbol)) >= 75, 20, message="75 trades stored")
         wait_until(
             lambda: Candle.objects.filter(timeframe="1s", is_final=True, timestamp=last_end),
             20,
@@ -122,30 +141,28 @@ def test_one_trade_a_hundred_years_ahead_leaves_candles_storage_and_the_api_as_t
         sink.flush(10)
 
     # the three trades out of the window were refused, counted and logged; none stored
-    valid = before + after
-    assert [row.trade_id for row in stored_trades()] == [item["tradeId"] for item in valid]
+    assert [row.trade_id for row in stored_trades(symbol)] == before + after
     assert collector.counters()["errors"] == 3
-    refusals = [r.message for r in caplog.records if "trades item skipped: ts " in r.message]
+    refusals = [r.message for r in caplog.records if "item skipped: " in r.message]
     assert len(refusals) == 3
-    assert any(f"ts {ahead['ts']} is " in message for message in refusals)
-    assert any("ts -1 is " in message for message in refusals)
-    assert any("ts 0 is " in message for message in refusals)
+    for ts in out_of_window:
+        assert any(f" {ts} is " in message and "receive time" in message for message in refusals)
 
     # the 50 later trades made their candles: each 1s candle they fall in is final and
     # holds exactly the trades stored for it
-    rows = stored_trades()
+    rows = stored_trades(symbol)
     expected = {
         c.timestamp: c
         for c in fold_trades(
             [Trade(r.timestamp, r.price, r.size, r.trade_id, r.id) for r in rows],
-            "okx",
-            SYMBOL,
+            market.exchange,
+            symbol,
             "1s",
         )
     }
-    ends = {bucket_end(from_epoch_ms(int(item["ts"])), "1s") for item in after}
+    ends = {bucket_end(from_epoch_ms(ts), "1s") for ts in stamps}
     finals = {
-        c.timestamp: c for c in Candle.objects.filter(symbol=SYMBOL, timeframe="1s", is_final=True)
+        c.timestamp: c for c in Candle.objects.filter(symbol=symbol, timeframe="1s", is_final=True)
     }
     assert len(ends) >= 2
     for end in ends:
@@ -162,16 +179,17 @@ def test_one_trade_a_hundred_years_ahead_leaves_candles_storage_and_the_api_as_t
     response = api.get("/api/v1/trades/", {"limit": 1})
     assert response.status_code == 200
     [newest] = response.json()["results"]
-    assert newest["trade_id"] == after[-1]["tradeId"]
+    assert newest["trade_id"] == after[-1]
 
 
 def test_prices_sizes_books_and_raw_data_out_of_bounds_are_refused_and_counted(
     quiet_simulator, sink, settings, api, caplog
 ):
     sim = quiet_simulator
-    manager, collector, live, _ = collecting(
-        sim, sink, DataType.TRADE, DataType.ORDERBOOK, DataType.TICKER
+    config = make_config(
+        sim, data_types=(DataType.TRADE, DataType.ORDERBOOK, DataType.TICKER), trade_backfill=0
     )
+    manager, collector, live, _ = collecting(sink, config)
     try:
         errors_before = collector.counters()["errors"]
         good_trade = trade(now_ms())
