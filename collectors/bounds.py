@@ -118,15 +118,33 @@ class Bounds:
             raise OutOfBounds(f"{name}: {len(levels)} levels, more than {bound}")
         return levels
 
-    def raw(self, item: Any, frame_bytes: int) -> Any:
+    def raw(self, item: Any, frame_bytes: int | None) -> Any:
         """The exchange's item, kept as `raw`, if its JSON is at most max_raw_bytes; only
-        measured when the frame that carried it is big enough to hold a bigger one."""
+        measured when the frame that carried it (None: fetched, no frame) is big enough to
+        hold a bigger one."""
         bound = self.max_raw_bytes
-        if frame_bytes > bound // UNMEASURED_SHARE:
+        if frame_bytes is None or frame_bytes > bound // UNMEASURED_SHARE:
             size = len(orjson.dumps(item))
             if size > bound:
                 raise OutOfBounds(f"item of {size} bytes, more than {bound} for raw_data")
         return item
+
+    def trade(
+        self, ts: int, px: Decimal, sz: Decimal, item: Any, received: int, frame_bytes: int | None
+    ) -> None:
+        """A trade's time, price, size and raw item, checked as exchange_time, price and
+        raw do, in one call for the hot path; OutOfBounds says what is out."""
+        if not received - self.max_past_ms <= ts <= received + self.max_future_ms:
+            self.exchange_time(ts, received)
+        try:
+            values_fit = STEP <= px < MAX_PRICE and STEP <= sz < MAX_PRICE
+        except ArithmeticError:  # a NaN does not compare
+            values_fit = False
+        if not values_fit:
+            price(px, "price")
+            price(sz, "size")
+        if frame_bytes is None or frame_bytes > self.max_raw_bytes // UNMEASURED_SHARE:
+            self.raw(item, frame_bytes)
 
 
 def describe_offset(milliseconds: int) -> str:

@@ -41,7 +41,6 @@ from typing import Any, ClassVar
 import orjson
 
 from collectors.bounds import Bounds, interval_ms
-from collectors.bounds import price as bounded_price
 from collectors.exchanges.base import (
     Endpoint,
     ExchangeAdapter,
@@ -434,7 +433,6 @@ class BinanceSession(ExchangeSession):
         trades, p/q/T/m for aggTrades) -> a trade point; a bad one, or one out of bounds
         (collectors.bounds), is reported and skipped. `received`: when it came (epoch ms);
         `frame_bytes`: the length of the frame that carried it, None when fetched."""
-        limits = self.bounds
         try:
             if type(trade_id) is not int or trade_id < 0:
                 raise ValueError(f"bad trade id {snippet(trade_id)}")
@@ -446,8 +444,8 @@ class BinanceSession(ExchangeSession):
                 raise TypeError("price and quantity must be strings, time an integer")
             if type(maker) is not bool:
                 raise TypeError("the buyer-is-maker flag must be true or false")
-            number = str(trade_id)
-            ts = limits.exchange_time(ts, received, "time")
+            number, price_, size = str(trade_id), Decimal(px), Decimal(qty)
+            self.bounds.trade(ts, price_, size, item, received, frame_bytes)
             point = MarketDataPoint(
                 self.exchange,
                 self.symbol,
@@ -455,10 +453,10 @@ class BinanceSession(ExchangeSession):
                 DataType.TRADE,
                 {
                     "trade_id": number,
-                    "price": bounded_price(Decimal(px), "price"),
-                    "size": bounded_price(Decimal(qty), "quantity"),
+                    "price": price_,
+                    "size": size,
                     "side": "sell" if maker else "buy",  # the buyer made, the taker sold
-                    "raw": limits.raw(item, frame_bytes or limits.max_raw_bytes + 1),
+                    "raw": item,
                 },
             )
             validate_market_data_point(point)

@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 import orjson
 
 from collectors.bounds import Bounds, interval_ms
-from collectors.bounds import price as bounded_price
 from collectors.exchanges.base import (
     Endpoint,
     ExchangeAdapter,
@@ -310,7 +309,7 @@ class OkxSession(ExchangeSession):
         "tradeId":"12345678","px":"50000.5","sz":"0.001","side":"buy","ts":"1697123456789"}]}
         """
         handled = Handled()
-        self._add_trades(items, handled, self.frame_bytes)
+        self._add_trades(items, handled, self.received, self.frame_bytes)
         return handled
 
     def _backfill_trades(self, handled: Handled) -> None:
@@ -332,7 +331,7 @@ class OkxSession(ExchangeSession):
             items += self._older_trades(items, since, handled)
             # what this collector had already: no need to deliver it again
             items = [item for item in items if (n := numeric_id(item)) is None or n > since]
-        self._add_trades(reversed(items), handled, None)
+        self._add_trades(reversed(items), handled, self.bounds.clock(), None)
 
     def _older_trades(self, newer: list, since: int, handled: Handled) -> list:
         """Pages of trades older than `newer` (newest first) until one at or before `since`,
@@ -372,21 +371,23 @@ class OkxSession(ExchangeSession):
             oldest = min(page_ids)
         return older
 
-    def _add_trades(self, items: Iterable, handled: Handled, frame_bytes: int | None) -> None:
+    def _add_trades(
+        self, items: Iterable, handled: Handled, received: int, frame_bytes: int | None
+    ) -> None:
         """Pushed or fetched trade items -> trade points; a bad item, or one out of bounds
-        (collectors.bounds), is reported and skipped. `frame_bytes`: the length of the frame
-        that carried them, None when fetched."""
+        (collectors.bounds), is reported and skipped. `received`: when they came (epoch ms);
+        `frame_bytes`: the length of the frame that carried them, None when fetched."""
         points = handled.points
         exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
         saw = self.newest_trade.saw
-        limits = self.bounds
-        received, frame_size = limits.clock(), frame_bytes or limits.max_raw_bytes + 1
+        check = self.bounds.trade
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
                 if type(px) is not str or type(sz) is not str:
                     raise TypeError("px and sz must be strings")
-                ts = limits.exchange_time(int(item["ts"]), received)
+                ts, price_, size = int(item["ts"]), Decimal(px), Decimal(sz)
+                check(ts, price_, size, item, received, frame_bytes)
                 point = MarketDataPoint(
                     exchange,
                     symbol,
@@ -394,10 +395,10 @@ class OkxSession(ExchangeSession):
                     trade,
                     {
                         "trade_id": item["tradeId"],
-                        "price": bounded_price(Decimal(px), "px"),
-                        "size": bounded_price(Decimal(sz), "sz"),
+                        "price": price_,
+                        "size": size,
                         "side": item["side"],
-                        "raw": limits.raw(item, frame_size),
+                        "raw": item,
                     },
                 )
                 validate_market_data_point(point)

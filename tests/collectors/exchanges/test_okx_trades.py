@@ -70,8 +70,8 @@ def test_every_trade_in_a_frame_becomes_a_point_in_order():
 @pytest.mark.parametrize(
     ("bad", "words"),
     [
-        (trade(px="-1"), "px -1 is not positive"),
-        (trade(sz="0"), "sz 0 is not positive"),
+        (trade(px="-1"), "price -1 is not positive"),
+        (trade(sz="0"), "size 0 is not positive"),
         (trade(px="abc"), "not a number"),
         (trade(px=100.5), "strings"),
         (trade(side="BUY"), "Invalid trade side"),
@@ -181,7 +181,7 @@ def test_a_bad_backfilled_trade_is_skipped_and_the_others_kept(rest):
     handled = session(DataType.TRADE, rest_url=rest.url).handle(TRADES_ACK)
     assert [p.data["trade_id"] for p in handled.points] == ["1", "3"]
     [error] = handled.errors
-    assert error.startswith("trades item skipped") and "px -1 is not positive" in error
+    assert error.startswith("trades item skipped") and "price -1 is not positive" in error
 
 
 # trades: paging back over REST to the last trade had before a reconnect --------------------
