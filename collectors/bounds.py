@@ -163,12 +163,12 @@ def price(value: Decimal, name: str) -> Decimal:
 
 def size_or_zero(value: Decimal, name: str) -> Decimal:
     """A size that may be zero (a deleted book level, an empty best bid): else a price."""
-    return value if value == 0 else price(value, name)
+    return value if value.is_zero() else price(value, name)
 
 
 def volume(value: Decimal, name: str) -> Decimal:
     """A volume: zero, or finite, positive and representable in DECIMAL(30, 8)."""
-    if value == 0 or (value.is_finite() and STEP <= value < MAX_VOLUME):
+    if value.is_zero() or (value.is_finite() and STEP <= value < MAX_VOLUME):
         return value
     raise OutOfBounds(f"{name} {value_text(value)} {problem(value, VOLUME_LIMIT)}")
 

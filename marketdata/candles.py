@@ -496,7 +496,7 @@ class LiveCandleAggregator:
         try:
             bounds.price(point.data["price"], "price")
             bounds.price(point.data["size"], "size")
-        except (bounds.OutOfBounds, TypeError, AttributeError):
+        except (bounds.OutOfBounds, ArithmeticError, TypeError, AttributeError):
             return "out_of_bounds"
         return ""
 

@@ -87,6 +87,7 @@ def test_the_bounds_come_from_the_settings(settings):
         ("-1", "not positive"),
         ("NaN", "not finite"),
         ("Infinity", "not finite"),
+        ("sNaN", "not finite"),
         ("1e309", "too large"),
         (THIRTY_DIGITS, "too large"),
         ("999999999999.999999995", "too large"),
@@ -103,12 +104,15 @@ def test_the_extremes_decimal_20_8_holds_are_accepted():
     assert size_or_zero(Decimal(0), "sz") == 0
     with pytest.raises(OutOfBounds):
         size_or_zero(Decimal("1e-9"), "sz")
+    for text in ("sNaN", "NaN", "-0.5"):
+        with pytest.raises(OutOfBounds):
+            size_or_zero(Decimal(text), "sz")
 
 
 def test_a_volume_may_be_zero_or_as_large_as_the_candle_volume_column_holds():
     assert volume(Decimal(0), "vol") == 0
     assert volume(Decimal("52000000000000"), "vol")  # a day of SHIB-USDT, in SHIB
-    for text in ("1e22", "1e-9", "-1", "NaN"):
+    for text in ("1e22", "1e-9", "-1", "NaN", "sNaN"):
         with pytest.raises(OutOfBounds):
             volume(Decimal(text), "vol")
 
@@ -184,6 +188,7 @@ def test_okx_trades_stamped_far_ahead_or_at_the_epoch_are_refused_and_the_rest_k
         {"px": "1e309"},
         {"px": "NaN"},
         {"sz": "Infinity"},
+        {"px": "sNaN"},
         {"pad": "x" * 70_000},
     ],
 )
