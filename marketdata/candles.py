@@ -410,6 +410,15 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def _storable(value: object) -> bool:
+    """A price or size `raw_trades` can hold at all: finite, positive, below the overflow of
+    DECIMAL(20, 8). (Collectors refuse more: also what would round to zero.)"""
+    try:
+        return isinstance(value, Decimal) and 0 < value < bounds.MAX_PRICE
+    except ArithmeticError:  # a NaN does not compare
+        return False
+
+
 class LiveCandleAggregator:
     """Builds one market's candles from its TRADE points and emits each once, when it closes.
 
@@ -422,8 +431,8 @@ class LiveCandleAggregator:
 
     One bad trade cannot move the clock: a trade moves it at most to the time it was
     received (`clock`, the wall clock unless given), and a trade stamped more than
-    `max_future` after that, or with a price or size out of bounds (collectors.bounds),
-    is refused and counted ("future", "out_of_bounds").
+    `max_future` after that, or with a price or size `raw_trades` cannot hold (not finite,
+    not positive, or too large), is refused and counted ("future", "out_of_bounds").
 
     Intervals that began before `since` (default: the wall clock at construction plus
     the grace) may have lost trades to a restart, so they are never emitted here; the
@@ -493,10 +502,7 @@ class LiveCandleAggregator:
         """Why a trade is not folded in ("" when it is)."""
         if point.timestamp > received + self.max_future:
             return "future"
-        try:
-            bounds.price(point.data["price"], "price")
-            bounds.price(point.data["size"], "size")
-        except (bounds.OutOfBounds, ArithmeticError, TypeError, AttributeError):
+        if not (_storable(point.data["price"]) and _storable(point.data["size"])):
             return "out_of_bounds"
         return ""
 

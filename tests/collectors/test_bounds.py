@@ -316,6 +316,7 @@ def test_a_trade_a_little_ahead_moves_the_clock_no_further_than_its_receive_time
 def test_a_trade_with_a_price_no_column_holds_is_counted_not_raised():
     aggregator, _ = aggregator_at(NOW)
     aggregator.add_trade(trade_point(NOW - timedelta(seconds=5), "1", px="1e309"))
-    aggregator.add_trade(trade_point(NOW - timedelta(seconds=5), "2", px="1e-30"))
-    assert aggregator.counts["out_of_bounds"] == 2 and aggregator.counts["trades"] == 0
+    aggregator.add_trade(trade_point(NOW - timedelta(seconds=5), "2", px="NaN"))
+    aggregator.add_trade(trade_point(NOW - timedelta(seconds=5), "3", px="-1"))
+    assert aggregator.counts["out_of_bounds"] == 3 and aggregator.counts["trades"] == 0
     assert aggregator.open_candles() == []
