@@ -80,16 +80,19 @@ class Bounds:
     @classmethod
     def from_settings(cls) -> Bounds:
         """The bounds the settings give (COLLECTOR_MAX_CLOCK_SKEW_PAST, ..._FUTURE,
-        COLLECTOR_MAX_BOOK_LEVELS, COLLECTOR_MAX_RAW_BYTES), defaults where unset."""
+        COLLECTOR_MAX_BOOK_LEVELS, COLLECTOR_MAX_RAW_BYTES), defaults where unset or where
+        Django is not set up (a script using the adapters alone)."""
         from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
 
+        try:
+            past = getattr(settings, "COLLECTOR_MAX_CLOCK_SKEW_PAST", DEFAULT_MAX_PAST)
+        except ImproperlyConfigured:
+            return cls()
+        future = getattr(settings, "COLLECTOR_MAX_CLOCK_SKEW_FUTURE", DEFAULT_MAX_FUTURE)
         return cls(
-            max_past_ms=int(
-                getattr(settings, "COLLECTOR_MAX_CLOCK_SKEW_PAST", DEFAULT_MAX_PAST) * 1000
-            ),
-            max_future_ms=int(
-                getattr(settings, "COLLECTOR_MAX_CLOCK_SKEW_FUTURE", DEFAULT_MAX_FUTURE) * 1000
-            ),
+            max_past_ms=int(past * 1000),
+            max_future_ms=int(future * 1000),
             max_book_levels=int(
                 getattr(settings, "COLLECTOR_MAX_BOOK_LEVELS", DEFAULT_MAX_BOOK_LEVELS)
             ),
