@@ -141,7 +141,8 @@ def test_one_trade_a_hundred_years_ahead_leaves_candles_storage_and_the_api_as_t
         sink.flush(10)
 
     # the three trades out of the window were refused, counted and logged; none stored
-    assert [row.trade_id for row in stored_trades(symbol)] == before + after
+    stored_ids = [row.trade_id for row in stored_trades(symbol)]
+    assert sorted(stored_ids, key=int) == before + after
     assert collector.counters()["errors"] == 3
     refusals = [r.message for r in caplog.records if "item skipped: " in r.message]
     assert len(refusals) == 3
@@ -240,7 +241,8 @@ def test_prices_sizes_books_and_raw_data_out_of_bounds_are_refused_and_counted(
     assert any("tickers item skipped: last 1234567890" in m for m in skipped)
     assert any("for raw_data" in m for m in skipped)
 
-    assert [row.trade_id for row in stored_trades()] == [good_trade["tradeId"], marker["tradeId"]]
+    assert {row.trade_id for row in stored_trades()} == {good_trade["tradeId"], marker["tradeId"]}
+    assert len(stored_trades()) == 2
     assert not RawTrade.objects.filter(Q(price__lte=0) | Q(size__lte=0)).exists()
 
     pair = {"exchange": "okx", "symbol": SYMBOL}
