@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 from psycopg.types.datetime import TimestamptzLoader
 
+from collectors import bounds
 from collectors.times import EPOCH, utc_text
 from collectors.types import DataType, MarketDataPoint
 
@@ -398,11 +399,24 @@ def _flat_candle(previous: CandleValue, timestamp: datetime) -> CandleValue:
 OnClose = Callable[[list[CandleValue]], None]
 
 
-def _as_delta(grace: timedelta | float) -> timedelta:
-    delta = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
+def _as_delta(seconds: timedelta | float) -> timedelta:
+    delta = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
     if delta < timedelta(0):
-        raise ValueError(f"grace must not be negative: {grace!r}")
+        raise ValueError(f"grace and max_future must not be negative: {seconds!r}")
     return delta
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _storable(value: object) -> bool:
+    """A price or size `raw_trades` can hold at all: finite, positive, below the overflow of
+    DECIMAL(20, 8). (Collectors refuse more: also what would round to zero.)"""
+    try:
+        return isinstance(value, Decimal) and 0 < value < bounds.MAX_PRICE
+    except ArithmeticError:  # a NaN does not compare
+        return False
 
 
 class LiveCandleAggregator:
@@ -414,6 +428,11 @@ class LiveCandleAggregator:
     wall clock given to `tick`, whichever is further; only then is its candle handed to
     `on_close`, final. After that, a trade for it is late: it is counted and left to the
     rollup, which rebuilds from `raw_trades`. A repeated trade id is counted once.
+
+    One bad trade cannot move the clock: a trade moves it at most to the time it was
+    received (`clock`, the wall clock unless given), and a trade stamped more than
+    `max_future` after that, or with a price or size `raw_trades` cannot hold (not finite,
+    not positive, or too large), is refused and counted ("future", "out_of_bounds").
 
     Intervals that began before `since` (default: the wall clock at construction plus
     the grace) may have lost trades to a restart, so they are never emitted here; the
@@ -429,6 +448,9 @@ class LiveCandleAggregator:
         on_close: OnClose,
         grace: timedelta | float = DEFAULT_GRACE,
         since: datetime | None = None,
+        *,
+        max_future: timedelta | float = bounds.DEFAULT_MAX_FUTURE,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.exchange = exchange
         self.symbol = symbol
@@ -440,6 +462,8 @@ class LiveCandleAggregator:
             check_derivable(self.base, timeframe)
         self.on_close = on_close
         self.grace = _as_delta(grace)
+        self.max_future = _as_delta(max_future)
+        self.clock = clock or _wall_clock
         self.since = since if since is not None else datetime.now(UTC) + self.grace
         self._base_width = timeframe_delta(self.base)
         self._lock = threading.Lock()
@@ -448,17 +472,39 @@ class LiveCandleAggregator:
         self._open: dict[datetime, CandleBuilder] = {}
         self._ids: set[str] = set()
         self._merges: dict[str, dict[datetime, CandleMerge]] = {tf: {} for tf in self.timeframes}
-        self.counts = {"trades": 0, "late": 0, "duplicates": 0, "before_since": 0, "candles": 0}
+        self.counts = {
+            "trades": 0,
+            "late": 0,
+            "duplicates": 0,
+            "before_since": 0,
+            "future": 0,
+            "out_of_bounds": 0,
+            "candles": 0,
+        }
 
     def add_trade(self, point: MarketDataPoint) -> None:
         """Fold one TRADE point in; emit whatever its timestamp closes."""
         if (point.exchange, point.symbol) != (self.exchange, self.symbol):
             raise ValueError(f"{point.exchange} {point.symbol} is not this aggregator's market")
+        received = self.clock()
+        refused = self._refusal(point, received)
+        if refused:
+            with self._lock:
+                self.counts[refused] += 1
+            return
         trade = trade_from_point(point, next(self._seq))
         with self._lock:
             self._fold(trade)
-            closed = self._advance(trade.timestamp)
+            closed = self._advance(min(trade.timestamp, received))
         self._emit(closed)
+
+    def _refusal(self, point: MarketDataPoint, received: datetime) -> str:
+        """Why a trade is not folded in ("" when it is)."""
+        if point.timestamp > received + self.max_future:
+            return "future"
+        if not (_storable(point.data["price"]) and _storable(point.data["size"])):
+            return "out_of_bounds"
+        return ""
 
     def tick(self, now: datetime) -> None:
         """Close, by wall clock, every interval that ended at least `grace` before `now`."""

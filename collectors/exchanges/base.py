@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from collectors.bounds import Bounds
 from collectors.types import COLLECTOR_DEFAULTS, DataType, ExchangeCollectorConfig, MarketDataPoint
 
 
@@ -123,6 +124,8 @@ class ExchangeAdapter(ABC):
 
     def __init__(self, config: ExchangeCollectorConfig) -> None:
         self.config = config
+        # what a value must keep to be stored (collectors.bounds), as the settings say
+        self.bounds = Bounds.from_settings()
 
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from collectors.bounds import Bounds, interval_ms
 from collectors.exchanges.base import (
     Endpoint,
     ExchangeAdapter,
@@ -52,14 +53,15 @@ from collectors.exchanges.booksync import BookMessage, BookSync
 from collectors.exchanges.newest_trade import NewestTrade, trade_number
 from collectors.exchanges.orderbook import OrderBook, parse_levels
 from collectors.exchanges.parsing import (
-    amount,
     describe_error,
     item_error,
     ms_time,
-    optional_decimal,
     price,
+    size_or_zero,
     snippet,
     strict_int,
+    ticker_field,
+    volume,
 )
 from collectors.exchanges.rest import RateLimited, get_json
 from collectors.times import EPOCH, from_epoch_ms
@@ -286,6 +288,9 @@ class BinanceSession(ExchangeSession):
         self.requests: dict[int, str] = {}  # request id -> method, until answered
         self.next_id = 1
         self.trade_channel: str | None = None
+        self.bounds = adapter.bounds
+        self.received = 0  # when the frame being handled was received, epoch ms
+        self.frame_bytes = 0  # and its length
         self.books: BookSync | None = None
         self._handlers: dict[str, Callable[[dict], Handled]] = {}
         prefix = self.symbol.lower() + "@"
@@ -297,7 +302,7 @@ class BinanceSession(ExchangeSession):
             self.trade_channel = channel
             return self._trades if channel == "trade" else self._agg_trades
         if channel in DIFF_DEPTH:
-            self.books = books_sync(self.symbol, self.rest, channel)
+            self.books = books_sync(self.symbol, self.rest, channel, self.bounds)
             return self._depth
         if channel in PARTIAL_DEPTH:
             return partial(self._partial_depth, channel)
@@ -321,6 +326,7 @@ class BinanceSession(ExchangeSession):
         return [self._request("UNSUBSCRIBE")]
 
     def handle(self, frame: str | bytes) -> Handled:
+        self.received, self.frame_bytes = self.bounds.clock(), len(frame)
         try:
             message = orjson.loads(frame)
         except orjson.JSONDecodeError:
@@ -393,25 +399,40 @@ class BinanceSession(ExchangeSession):
         validate_market_data_point(point)
         return point
 
+    def _time(self, ts: Any, name: str, span: int = 0) -> int:
+        """An exchange time (epoch ms) within the bounds' window around the time its frame
+        was received."""
+        return self.bounds.exchange_time(strict_int(ts, name), self.received, name, span)
+
     # trades ------------------------------------------------------------------------------
 
     def _trades(self, data: dict) -> Handled:
         """{"e":"trade","E":1672515782136,"s":"BNBBTC","t":12345,"p":"0.001","q":"100",
         "T":1672515782136,"m":true,"M":true}"""
         handled = Handled()
-        self._add_trade(data, data.get("t"), "trade", handled)
+        self._add_trade(data, data.get("t"), "trade", handled, self.received, self.frame_bytes)
         return handled
 
     def _agg_trades(self, data: dict) -> Handled:
         """{"e":"aggTrade","E":1672515782136,"s":"BNBBTC","a":12345,"p":"0.001","q":"100",
         "f":100,"l":105,"T":1672515782136,"m":true,"M":true}"""
         handled = Handled()
-        self._add_trade(data, data.get("a"), "aggTrade", handled)
+        self._add_trade(data, data.get("a"), "aggTrade", handled, self.received, self.frame_bytes)
         return handled
 
-    def _add_trade(self, item: Any, trade_id: Any, channel: str, handled: Handled) -> None:
+    def _add_trade(
+        self,
+        item: Any,
+        trade_id: Any,
+        channel: str,
+        handled: Handled,
+        received: int,
+        frame_bytes: int | None,
+    ) -> None:
         """A pushed trade (p, q, T, m) or a REST one (price/qty/time/isBuyerMaker for
-        trades, p/q/T/m for aggTrades) -> a trade point; a bad one is reported and skipped."""
+        trades, p/q/T/m for aggTrades) -> a trade point; a bad one, or one out of bounds
+        (collectors.bounds), is reported and skipped. `received`: when it came (epoch ms);
+        `frame_bytes`: the length of the frame that carried it, None when fetched."""
         try:
             if type(trade_id) is not int or trade_id < 0:
                 raise ValueError(f"bad trade id {snippet(trade_id)}")
@@ -423,7 +444,8 @@ class BinanceSession(ExchangeSession):
                 raise TypeError("price and quantity must be strings, time an integer")
             if type(maker) is not bool:
                 raise TypeError("the buyer-is-maker flag must be true or false")
-            number = str(trade_id)
+            number, price_, size = str(trade_id), Decimal(px), Decimal(qty)
+            self.bounds.trade(ts, price_, size, item, received, frame_bytes)
             point = MarketDataPoint(
                 self.exchange,
                 self.symbol,
@@ -431,8 +453,8 @@ class BinanceSession(ExchangeSession):
                 DataType.TRADE,
                 {
                     "trade_id": number,
-                    "price": Decimal(px),
-                    "size": Decimal(qty),
+                    "price": price_,
+                    "size": size,
                     "side": "sell" if maker else "buy",  # the buyer made, the taker sold
                     "raw": item,
                 },
@@ -479,8 +501,10 @@ class BinanceSession(ExchangeSession):
                     return
                 items = self._older_trades(pages_path, key, min(ids), since, handled) + recent
             items = [item for item in items if (n := item_id(item, key)) is None or n > since]
+        received = self.bounds.clock()
         for item in items:
-            self._add_trade(item, item.get(key) if type(item) is dict else None, channel, handled)
+            trade_id = item.get(key) if type(item) is dict else None
+            self._add_trade(item, trade_id, channel, handled, received, None)
 
     def _trade_page(self, path: str, query: dict[str, Any]) -> list:
         page = self.rest.get(path, query)
@@ -547,9 +571,10 @@ class BinanceSession(ExchangeSession):
         handled = Handled()
         try:
             first, last = strict_int(data["U"], "U"), strict_int(data["u"], "u")
+            limits = self.bounds
             message = BookMessage(
-                bids=data["b"], asks=data["a"], ts=strict_int(data["E"], "E"), seq=last,
-                prev_seq=first - 1,
+                bids=limits.levels(data["b"], "b"), asks=limits.levels(data["a"], "a"),
+                ts=self._time(data["E"], "E"), seq=last, prev_seq=first - 1,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as error:
             books.bad_message(handled, f"depth bad update: {describe_error(error)}")
@@ -561,19 +586,20 @@ class BinanceSession(ExchangeSession):
         """{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}: no time
         in it, so stamped when received."""
         handled = Handled()
+        limits, depth = self.bounds, partial_depth(channel)
         try:
+            bids = limits.levels(data["bids"], "bids", depth)
+            asks = limits.levels(data["asks"], "asks", depth)
             point_data = {
                 "channel": channel,
                 "action": "snapshot",
-                "bids": [[px, sz] for _, _, px, sz in parse_levels(data["bids"])],
-                "asks": [[px, sz] for _, _, px, sz in parse_levels(data["asks"])],
+                "bids": [[px, sz] for _, _, px, sz in parse_levels(bids)],
+                "asks": [[px, sz] for _, _, px, sz in parse_levels(asks)],
                 "seq_id": strict_int(data["lastUpdateId"], "lastUpdateId"),
                 "checksum": None,
-                "raw": data,
+                "raw": limits.raw(data, self.frame_bytes),
             }
-            handled.points.append(
-                self._point(DataType.ORDERBOOK, time.time_ns() // 1_000_000, point_data)
-            )
+            handled.points.append(self._point(DataType.ORDERBOOK, self.received, point_data))
         except (KeyError, TypeError, ValueError) as error:
             handled.errors.append(item_error(channel, error))
         return handled
@@ -588,12 +614,12 @@ class BinanceSession(ExchangeSession):
         handled = Handled()
         try:
             fields: dict[str, Any] = {
-                name: optional_decimal(data.get(key), key) for name, key in TICKER_FIELDS.items()
+                name: ticker_field(name, data.get(key), key) for name, key in TICKER_FIELDS.items()
             }
             if fields["last"] is None:
                 raise ValueError("no last price")
-            fields.update(channel="ticker", raw=data)
-            handled.points.append(self._point(DataType.TICKER, data["E"], fields))
+            fields.update(channel="ticker", raw=self.bounds.raw(data, self.frame_bytes))
+            handled.points.append(self._point(DataType.TICKER, self._time(data["E"], "E"), fields))
         except (KeyError, TypeError, ValueError) as error:
             handled.errors.append(item_error("ticker", error))
         return handled
@@ -604,10 +630,11 @@ class BinanceSession(ExchangeSession):
         handled = Handled()
         try:
             fields: dict[str, Any] = {
-                name: amount(data[key], key) for name, key in BOOK_TICKER_FIELDS.items()
+                name: size_or_zero(data[key], key) for name, key in BOOK_TICKER_FIELDS.items()
             }
-            fields.update(channel="bookTicker", update_id=strict_int(data["u"], "u"), raw=data)
-            handled.points.append(self._point(DataType.TICKER, time.time_ns() // 1_000_000, fields))
+            raw = self.bounds.raw(data, self.frame_bytes)
+            fields.update(channel="bookTicker", update_id=strict_int(data["u"], "u"), raw=raw)
+            handled.points.append(self._point(DataType.TICKER, self.received, fields))
         except (KeyError, TypeError, ValueError) as error:
             handled.errors.append(item_error("bookTicker", error))
         return handled
@@ -628,21 +655,23 @@ class BinanceSession(ExchangeSession):
             closed = kline["x"]
             if type(closed) is not bool:
                 raise TypeError("x must be true or false")
+            interval = channel.removeprefix("kline_")
             fields = {
-                "interval": channel.removeprefix("kline_"),
+                "interval": interval,
                 "utc_aligned": True,
                 "open": price(kline["o"], "o"),
                 "high": price(kline["h"], "h"),
                 "low": price(kline["l"], "l"),
                 "close": price(kline["c"], "c"),
-                "volume": amount(kline["v"], "v"),
-                "volume_ccy": amount(kline["q"], "q"),
-                "volume_quote": amount(kline["q"], "q"),
+                "volume": volume(kline["v"], "v"),
+                "volume_ccy": volume(kline["q"], "q"),
+                "volume_quote": volume(kline["q"], "q"),
                 "trade_count": strict_int(kline["n"], "n"),
                 "confirmed": closed,
-                "raw": data,
+                "raw": self.bounds.raw(data, self.frame_bytes),
             }
-            handled.points.append(self._point(DataType.CANDLE, kline["t"], fields))
+            start = self._time(kline["t"], "t", span=interval_ms(interval))
+            handled.points.append(self._point(DataType.CANDLE, start, fields))
         except (KeyError, TypeError, ValueError) as error:
             handled.errors.append(item_error(channel, error))
         return handled
@@ -656,7 +685,12 @@ def item_id(item: Any, key: str) -> int | None:
     return trade_number(value)
 
 
-def books_sync(symbol: str, rest: RestGate, channel: str) -> BookSync:
+def partial_depth(channel: str) -> int:
+    """The levels a side of a partial-depth stream holds: depth20@100ms -> 20."""
+    return int(channel.removeprefix("depth").split("@")[0])
+
+
+def books_sync(symbol: str, rest: RestGate, channel: str, bounds: Bounds) -> BookSync:
     """The diff-depth stream's local book, kept the neutral way: U - 1 and u as the sequence
     before and after each update, the REST snapshot's lastUpdateId as its sequence."""
 
@@ -688,7 +722,13 @@ def books_sync(symbol: str, rest: RestGate, channel: str) -> BookSync:
             seq=strict_int(answer.get("lastUpdateId"), "lastUpdateId"),
         )
 
-    return BookSync(channel, emit, fetch_snapshot=fetch_snapshot, labels=("u", "U - 1"))
+    return BookSync(
+        channel,
+        emit,
+        fetch_snapshot=fetch_snapshot,
+        labels=("u", "U - 1"),
+        max_levels=bounds.max_book_levels,
+    )
 
 
 def count_check(maximum: int) -> Callable[[Any], int]:

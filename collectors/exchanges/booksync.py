@@ -18,6 +18,10 @@ Only evidence resynchronizes: with `resync_frames` (OKX) they are sent (unsubscr
 subscribe again) and updates are dropped until the new subscription is acknowledged and
 its snapshot arrives; without them (Binance), the book is rebuilt from a REST snapshot.
 
+The book keeps at most `max_levels` levels a side (collectors.bounds): levels beyond the
+deepest are dropped, with a counted warning; a message with more levels a side than that is
+refused by the exchange module before it gets here.
+
 When the stream opens with updates instead of a snapshot, updates are buffered and a
 snapshot is fetched (`fetch_snapshot`) and aligned with them:
 
@@ -39,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.bounds import DEFAULT_MAX_BOOK_LEVELS
 from collectors.exchanges.base import Handled
 from collectors.exchanges.orderbook import OrderBook
 from collectors.exchanges.parsing import describe_error
@@ -90,6 +95,7 @@ class BookSync:
         fetch_snapshot: Callable[[], BookMessage] | None = None,
         resync_frames: list[str] | None = None,
         labels: tuple[str, str] = ("seq", "prev_seq"),
+        max_levels: int = DEFAULT_MAX_BOOK_LEVELS,
     ) -> None:
         self.name = name  # the channel, as errors name it
         self.emit = emit
@@ -97,6 +103,7 @@ class BookSync:
         self.fetch_snapshot = fetch_snapshot
         self.resync_frames = list(resync_frames or [])
         self.seq_label, self.prev_label = labels
+        self.max_levels = max_levels
         self.book: OrderBook | None = None
         self.last_seq: int | None = None
         self.anchor: BookMessage | None = None  # a fetched snapshot not caught up with yet
@@ -110,12 +117,13 @@ class BookSync:
     # messages ---------------------------------------------------------------------------
 
     def snapshot(self, message: BookMessage, handled: Handled) -> None:
-        book = OrderBook()
+        book = OrderBook(self.max_levels)
         try:
-            book.apply_snapshot(message.bids, message.asks)
+            dropped = book.apply_snapshot(message.bids, message.asks)
         except ValueError as error:
             self.resync(handled, f"{self.name} bad snapshot: {describe_error(error)}")
             return
+        self._dropped(dropped, handled)
         self._forget()
         self.awaiting_ack = False
         self.book, self.last_seq = book, message.seq
@@ -176,11 +184,19 @@ class BookSync:
     def _apply_levels(self, message: BookMessage, handled: Handled) -> bool:
         assert self.book is not None
         try:
-            self.book.apply_update(message.bids, message.asks)
+            dropped = self.book.apply_update(message.bids, message.asks)
         except ValueError as error:
             self.resync(handled, f"{self.name} bad update: {describe_error(error)}")
             return False
+        self._dropped(dropped, handled)
         return True
+
+    def _dropped(self, levels: int, handled: Handled) -> None:
+        if levels:
+            handled.warnings.append(
+                f"{self.name} book deeper than {self.max_levels} levels a side: "
+                f"{levels} deepest dropped"
+            )
 
     def _verify_and_emit(
         self, handled: Handled, action: str, message: BookMessage, changed: bool
@@ -216,13 +232,14 @@ class BookSync:
     def _sync_from_snapshot(self, handled: Handled) -> None:
         assert self.fetch_snapshot is not None
         for _ in range(FETCH_ATTEMPTS):
-            book = OrderBook()
+            book = OrderBook(self.max_levels)
             try:
                 snapshot = self.fetch_snapshot()
-                book.apply_snapshot(snapshot.bids, snapshot.asks)
+                dropped = book.apply_snapshot(snapshot.bids, snapshot.asks)
             except (OSError, KeyError, TypeError, ValueError) as error:
                 handled.errors.append(f"{self.name} REST snapshot failed: {describe_error(error)}")
                 break
+            self._dropped(dropped, handled)
             self.book, self.anchor, self.last_seq = book, snapshot, None
             if self._replay_buffer(handled):
                 self.buffer.clear()

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from collectors.bounds import Bounds, interval_ms
 from collectors.exchanges.base import (
     Endpoint,
     ExchangeAdapter,
@@ -43,15 +44,15 @@ from collectors.exchanges.booksync import BookMessage, BookSync
 from collectors.exchanges.newest_trade import NewestTrade, trade_number
 from collectors.exchanges.orderbook import OrderBook, parse_levels
 from collectors.exchanges.parsing import (
-    amount,
+    bounded_time,
     describe_error,
     item_error,
-    ms_time,
-    optional_decimal,
     optional_int,
     price,
     snippet,
     strict_int,
+    ticker_field,
+    volume,
 )
 from collectors.exchanges.rest import RateLimited, get_json
 from collectors.times import EPOCH, from_epoch_ms
@@ -90,6 +91,7 @@ TRADE_BACKFILL_BUDGET = 10.0
 HISTORY_PAGE = 100  # the most OKX's history-trades serves at once
 RATE_LIMIT_PAUSE = 0.5  # seconds before asking again after "Too Many Requests"
 BOOK_DEPTH = 25  # levels per side in an emitted `books` point
+BOOKS5_DEPTH = 5  # levels per side in a `books5` push: more is refused
 CHECKSUM_DEPTH = 25  # levels per side in OKX's book checksum
 TICKER_FIELDS = {
     "last": "last",
@@ -177,6 +179,7 @@ class OkxAdapter(ExchangeAdapter):
             trade_backfill=TRADE_BACKFILL if backfill is None else backfill,
             backfill_pages=TRADE_BACKFILL_PAGES if pages is None else pages,
             newest_trade=self.newest_trade,
+            bounds=self.bounds,
         )
 
 
@@ -209,6 +212,7 @@ class OkxSession(ExchangeSession):
         trade_backfill: int = TRADE_BACKFILL,
         backfill_pages: int = TRADE_BACKFILL_PAGES,
         newest_trade: NewestTrade | None = None,
+        bounds: Bounds | None = None,
     ):
         self.exchange = OkxAdapter.name
         self.symbol = config.symbol
@@ -217,6 +221,9 @@ class OkxSession(ExchangeSession):
         self.trade_backfill = trade_backfill
         self.backfill_pages = backfill_pages
         self.newest_trade = newest_trade or NewestTrade()
+        self.bounds = bounds or Bounds()
+        self.received = 0  # when the frame being handled was received, epoch ms
+        self.frame_bytes = 0  # and its length
         self.books: BookSync | None = None
         self._handlers: dict[str, Any] = {}
         for arg in endpoint.subscriptions:
@@ -228,7 +235,7 @@ class OkxSession(ExchangeSession):
         if channel == "books5":
             return self._books5
         if channel == "books":
-            self.books = books_sync(self.exchange, self.symbol, rest_url)
+            self.books = books_sync(self.exchange, self.symbol, rest_url, self.bounds)
             return self._books
         if channel == "tickers":
             return self._tickers
@@ -245,6 +252,7 @@ class OkxSession(ExchangeSession):
     def handle(self, frame: str | bytes) -> Handled:
         if frame == "pong" or frame == b"pong":
             return Handled(is_pong=True)
+        self.received, self.frame_bytes = self.bounds.clock(), len(frame)
         try:
             message = orjson.loads(frame)
         except orjson.JSONDecodeError:
@@ -292,12 +300,16 @@ class OkxSession(ExchangeSession):
         validate_market_data_point(point)
         return point
 
+    def _time(self, ts: Any, span: int = 0) -> datetime:
+        """An item's ts within the bounds' window around the time its frame was received."""
+        return bounded_time(self.bounds, ts, self.received, span=span)
+
     def _trades(self, message: dict, items: list) -> Handled:
         """{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT",
         "tradeId":"12345678","px":"50000.5","sz":"0.001","side":"buy","ts":"1697123456789"}]}
         """
         handled = Handled()
-        self._add_trades(items, handled)
+        self._add_trades(items, handled, self.received, self.frame_bytes)
         return handled
 
     def _backfill_trades(self, handled: Handled) -> None:
@@ -319,7 +331,7 @@ class OkxSession(ExchangeSession):
             items += self._older_trades(items, since, handled)
             # what this collector had already: no need to deliver it again
             items = [item for item in items if (n := numeric_id(item)) is None or n > since]
-        self._add_trades(reversed(items), handled)
+        self._add_trades(reversed(items), handled, self.bounds.clock(), None)
 
     def _older_trades(self, newer: list, since: int, handled: Handled) -> list:
         """Pages of trades older than `newer` (newest first) until one at or before `since`,
@@ -359,25 +371,32 @@ class OkxSession(ExchangeSession):
             oldest = min(page_ids)
         return older
 
-    def _add_trades(self, items: Iterable, handled: Handled) -> None:
-        """Pushed or fetched trade items -> trade points; a bad item is reported and skipped."""
+    def _add_trades(
+        self, items: Iterable, handled: Handled, received: int, frame_bytes: int | None
+    ) -> None:
+        """Pushed or fetched trade items -> trade points; a bad item, or one out of bounds
+        (collectors.bounds), is reported and skipped. `received`: when they came (epoch ms);
+        `frame_bytes`: the length of the frame that carried them, None when fetched."""
         points = handled.points
         exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
         saw = self.newest_trade.saw
+        check = self.bounds.trade
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
                 if type(px) is not str or type(sz) is not str:
                     raise TypeError("px and sz must be strings")
+                ts, price_, size = int(item["ts"]), Decimal(px), Decimal(sz)
+                check(ts, price_, size, item, received, frame_bytes)
                 point = MarketDataPoint(
                     exchange,
                     symbol,
-                    EPOCH + timedelta(milliseconds=int(item["ts"])),  # the hot path: inline
+                    EPOCH + timedelta(milliseconds=ts),  # the hot path: inline
                     trade,
                     {
                         "trade_id": item["tradeId"],
-                        "price": Decimal(px),
-                        "size": Decimal(sz),
+                        "price": price_,
+                        "size": size,
                         "side": item["side"],
                         "raw": item,
                     },
@@ -395,18 +414,21 @@ class OkxSession(ExchangeSession):
         "ts":"1597026383085","seqId":123456}]}
         """
         handled = Handled()
+        limits = self.bounds
         for item in items:
             try:
+                bids = limits.levels(item["bids"], "bids", BOOKS5_DEPTH)
+                asks = limits.levels(item["asks"], "asks", BOOKS5_DEPTH)
                 data = {
                     "channel": "books5",
                     "action": "snapshot",
-                    "bids": [[px, sz] for _, _, px, sz in parse_levels(item["bids"])],
-                    "asks": [[px, sz] for _, _, px, sz in parse_levels(item["asks"])],
+                    "bids": [[px, sz] for _, _, px, sz in parse_levels(bids)],
+                    "asks": [[px, sz] for _, _, px, sz in parse_levels(asks)],
                     "seq_id": optional_int(item.get("seqId")),
                     "checksum": optional_checksum(item),
-                    "raw": item,
+                    "raw": limits.raw(item, self.frame_bytes),
                 }
-                handled.points.append(self._point(DataType.ORDERBOOK, ms_time(item["ts"]), data))
+                handled.points.append(self._point(DataType.ORDERBOOK, self._time(item["ts"]), data))
             except (KeyError, TypeError, ValueError) as error:
                 handled.errors.append(item_error("books5", error))
         return handled
@@ -428,7 +450,7 @@ class OkxSession(ExchangeSession):
             if action == "update" and books.awaiting_ack:
                 continue  # from the old subscription: the new snapshot holds it
             try:
-                parsed = book_message(item)
+                parsed = book_message(item, self.bounds, self.received)
             except (KeyError, TypeError, ValueError) as error:
                 books.bad_message(handled, f"books bad {action}: {describe_error(error)}")
             else:
@@ -451,13 +473,13 @@ class OkxSession(ExchangeSession):
         for item in items:
             try:
                 data: dict[str, Any] = {
-                    name: optional_decimal(item.get(key), key)
+                    name: ticker_field(name, item.get(key), key)
                     for name, key in TICKER_FIELDS.items()
                 }
                 if data["last"] is None:
                     raise ValueError("no last price")
-                data["raw"] = item
-                handled.points.append(self._point(DataType.TICKER, ms_time(item["ts"]), data))
+                data["raw"] = self.bounds.raw(item, self.frame_bytes)
+                handled.points.append(self._point(DataType.TICKER, self._time(item["ts"]), data))
             except (KeyError, TypeError, ValueError) as error:
                 handled.errors.append(item_error("tickers", error))
         return handled
@@ -471,12 +493,13 @@ class OkxSession(ExchangeSession):
         bar = channel[len("candle") :]
         utc_aligned = bar.endswith("utc")
         interval = bar.removesuffix("utc")
+        width = interval_ms(interval)  # a candle starts up to its width before now
         handled = Handled()
         for item in items:
             try:
                 if type(item) is not list or len(item) < 9:
                     raise ValueError("not an array of 9")
-                ts, open_, high, low, close, volume, volume_ccy, volume_quote, confirm = item[:9]
+                ts, open_, high, low, close, vol, vol_ccy, vol_quote, confirm = item[:9]
                 data = {
                     "interval": interval,
                     "utc_aligned": utc_aligned,
@@ -484,13 +507,14 @@ class OkxSession(ExchangeSession):
                     "high": price(high, "high"),
                     "low": price(low, "low"),
                     "close": price(close, "close"),
-                    "volume": amount(volume, "vol"),
-                    "volume_ccy": amount(volume_ccy, "volCcy"),
-                    "volume_quote": amount(volume_quote, "volCcyQuote"),
+                    "volume": volume(vol, "vol"),
+                    "volume_ccy": volume(vol_ccy, "volCcy"),
+                    "volume_quote": volume(vol_quote, "volCcyQuote"),
                     "confirmed": confirm == "1",
-                    "raw": item,
+                    "raw": self.bounds.raw(item, self.frame_bytes),
                 }
-                handled.points.append(self._point(DataType.CANDLE, ms_time(ts), data))
+                start = self._time(ts, span=width)
+                handled.points.append(self._point(DataType.CANDLE, start, data))
             except (KeyError, TypeError, ValueError) as error:
                 handled.errors.append(item_error(channel, error))
         return handled
@@ -522,7 +546,7 @@ def optional_checksum(item: dict) -> int | None:
     return None if not checksum else strict_int(checksum, "checksum")
 
 
-def book_message(item: dict) -> BookMessage:
+def book_message(item: dict, bounds: Bounds, received: int) -> BookMessage:
     """A `books` push item as what it carries. Since 2023 (or so) OKX sends seqId and
     prevSeqId; a 2022 item has neither, only its checksum:
 
@@ -530,16 +554,16 @@ def book_message(item: dict) -> BookMessage:
      "ts":"1643784245436","checksum":-1200119424}
     """
     return BookMessage(
-        bids=item.get("bids", []),
-        asks=item.get("asks", []),
-        ts=strict_int(item["ts"], "ts"),
+        bids=bounds.levels(item.get("bids", []), "bids"),
+        asks=bounds.levels(item.get("asks", []), "asks"),
+        ts=bounds.exchange_time(strict_int(item["ts"], "ts"), received),
         seq=optional_int(item.get("seqId"), "seqId"),
         prev_seq=optional_int(item.get("prevSeqId"), "prevSeqId"),
         checksum=optional_checksum(item),
     )
 
 
-def books_sync(exchange: str, symbol: str, rest_url: str) -> BookSync:
+def books_sync(exchange: str, symbol: str, rest_url: str, bounds: Bounds) -> BookSync:
     """The `books` channel's local book on one connection, kept the neutral way."""
     arg = {"channel": "books", "instId": symbol}
 
@@ -564,7 +588,7 @@ def books_sync(exchange: str, symbol: str, rest_url: str) -> BookSync:
         return BookMessage(
             bids=item.get("bids", []),
             asks=item.get("asks", []),
-            ts=strict_int(item.get("ts"), "ts"),
+            ts=bounds.exchange_time(strict_int(item.get("ts"), "ts"), bounds.clock()),
             seq=optional_int(item.get("seqId")),
         )
 
@@ -578,6 +602,7 @@ def books_sync(exchange: str, symbol: str, rest_url: str) -> BookSync:
             subscription_frame("subscribe", [arg]),
         ],
         labels=("seqId", "prevSeqId"),
+        max_levels=bounds.max_book_levels,
     )
 
 

@@ -1,12 +1,17 @@
 """Order books kept from snapshots plus updates, with the exchange's strings for each level.
 
 Exchange-neutral: a checksum over a book is the exchange module's (OKX: okx.book_checksum).
+Levels are held to collectors.bounds: prices and sizes representable in DECIMAL(20, 8), and
+each side of a kept book to its deepest `max_levels` (the levels beyond are dropped).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 from decimal import Decimal, InvalidOperation
+
+from collectors.bounds import DEFAULT_MAX_BOOK_LEVELS, OutOfBounds, size_or_zero
+from collectors.bounds import price as bounded_price
 
 # A parsed level: (price, size, price as sent, size as sent)
 ParsedLevel = tuple[Decimal, Decimal, str, str]
@@ -15,7 +20,8 @@ ParsedLevel = tuple[Decimal, Decimal, str, str]
 def parse_level(level: object) -> ParsedLevel:
     """[price, size, ...] as strings -> (Decimal price, Decimal size, price, size).
 
-    ValueError unless the price is positive and the size non-negative, both finite.
+    ValueError unless the price is positive and the size zero or positive, both finite and
+    representable in DECIMAL(20, 8).
     """
     if not isinstance(level, list | tuple) or len(level) < 2:
         raise ValueError(f"bad level {str(level)[:60]}")
@@ -26,10 +32,11 @@ def parse_level(level: object) -> ParsedLevel:
         price, size = Decimal(px), Decimal(sz)
     except InvalidOperation:
         raise ValueError(f"bad level {str(level)[:60]}: not a number") from None
-    if not price.is_finite() or price <= 0:
-        raise ValueError(f"bad level price {px[:30]!r}")
-    if not size.is_finite() or size < 0:
-        raise ValueError(f"bad level size {sz[:30]!r}")
+    try:
+        bounded_price(price, "level price")
+        size_or_zero(size, "level size")
+    except OutOfBounds as error:
+        raise ValueError(f"bad level {str(level)[:60]}: {error}") from None
     return price, size, px, sz
 
 
@@ -42,9 +49,10 @@ def parse_levels(levels: object) -> list[ParsedLevel]:
 class BookSide:
     """One side of a book: price levels kept sorted best first, with the exchange's strings."""
 
-    __slots__ = ("_keys", "_levels", "_sign")
+    __slots__ = ("_keys", "_levels", "_sign", "max_levels")
 
-    def __init__(self, descending: bool) -> None:
+    def __init__(self, descending: bool, max_levels: int = DEFAULT_MAX_BOOK_LEVELS) -> None:
+        self.max_levels = max_levels
         # bids sort by negated price so that both sides keep their best level first
         self._sign = Decimal(-1) if descending else Decimal(1)
         self._keys: list[Decimal] = []
@@ -57,8 +65,9 @@ class BookSide:
         self._keys.clear()
         self._levels.clear()
 
-    def apply(self, levels: list[ParsedLevel]) -> None:
-        """Set each level's size; a zero size deletes the level."""
+    def apply(self, levels: list[ParsedLevel]) -> int:
+        """Set each level's size; a zero size deletes the level. Levels beyond the deepest
+        `max_levels` are dropped: how many were is returned."""
         for price, size, px, sz in levels:
             key = price * self._sign
             known = key in self._levels
@@ -70,6 +79,12 @@ class BookSide:
             if not known:
                 insort(self._keys, key)
             self._levels[key] = (px, sz)
+        extra = len(self._keys) - self.max_levels
+        if extra > 0:
+            for key in self._keys[-extra:]:
+                del self._levels[key]
+            del self._keys[-extra:]
+        return max(extra, 0)
 
     def top(self, depth: int) -> list[list[str]]:
         levels = self._levels
@@ -81,23 +96,23 @@ class OrderBook:
 
     __slots__ = ("asks", "bids")
 
-    def __init__(self) -> None:
-        self.bids = BookSide(descending=True)
-        self.asks = BookSide(descending=False)
+    def __init__(self, max_levels: int = DEFAULT_MAX_BOOK_LEVELS) -> None:
+        self.bids = BookSide(descending=True, max_levels=max_levels)
+        self.asks = BookSide(descending=False, max_levels=max_levels)
 
-    def apply_snapshot(self, bids: object, asks: object) -> None:
-        """Replace the book. ValueError on a bad level, leaving the book as it was."""
+    def apply_snapshot(self, bids: object, asks: object) -> int:
+        """Replace the book. ValueError on a bad level, leaving the book as it was. Returns
+        how many levels beyond the deepest kept were dropped."""
         parsed_bids, parsed_asks = parse_levels(bids), parse_levels(asks)
         self.bids.clear()
         self.asks.clear()
-        self.bids.apply(parsed_bids)
-        self.asks.apply(parsed_asks)
+        return self.bids.apply(parsed_bids) + self.asks.apply(parsed_asks)
 
-    def apply_update(self, bids: object, asks: object) -> None:
-        """Apply changed levels. ValueError on a bad level, leaving the book as it was."""
+    def apply_update(self, bids: object, asks: object) -> int:
+        """Apply changed levels. ValueError on a bad level, leaving the book as it was.
+        Returns how many levels beyond the deepest kept were dropped."""
         parsed_bids, parsed_asks = parse_levels(bids), parse_levels(asks)
-        self.bids.apply(parsed_bids)
-        self.asks.apply(parsed_asks)
+        return self.bids.apply(parsed_bids) + self.asks.apply(parsed_asks)
 
     def top(self, depth: int) -> tuple[list[list[str]], list[list[str]]]:
         """The best `depth` bids and asks as [price, size] strings, best first."""

@@ -1,5 +1,6 @@
 """Strict parsing of exchange values: integers, decimals, millisecond times, and bounded
-quotes of bad input for error messages. Every exchange module parses with these."""
+quotes of bad input for error messages. Every exchange module parses with these; values
+are held to the bounds of collectors.bounds as they are parsed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from collectors import bounds
+from collectors.bounds import Bounds
 from collectors.times import from_epoch_ms
 
 SNIPPET = 80  # characters of a bad frame quoted in an error
@@ -15,6 +18,13 @@ SNIPPET = 80  # characters of a bad frame quoted in an error
 def ms_time(ts: Any) -> datetime:
     """A millisecond epoch (a string or an integer) -> aware UTC datetime."""
     return from_epoch_ms(strict_int(ts, "ts"))
+
+
+def bounded_time(
+    limits: Bounds, ts: Any, received: int, name: str = "ts", span: int = 0
+) -> datetime:
+    """A millisecond epoch within the bounds' window around `received` (epoch ms)."""
+    return from_epoch_ms(limits.exchange_time(strict_int(ts, name), received, name, span))
 
 
 def strict_int(value: Any, name: str) -> int:
@@ -45,21 +55,31 @@ def decimal(value: Any, name: str) -> Decimal:
 
 
 def price(value: Any, name: str) -> Decimal:
-    number = decimal(value, name)
-    if number <= 0:
-        raise ValueError(f"bad {name} {snippet(value)}: not positive")
-    return number
+    """A price or a size: positive and representable in DECIMAL(20, 8)."""
+    return bounds.price(decimal(value, name), name)
 
 
-def amount(value: Any, name: str) -> Decimal:
-    number = decimal(value, name)
-    if number < 0:
-        raise ValueError(f"bad {name} {snippet(value)}: negative")
-    return number
+def size_or_zero(value: Any, name: str) -> Decimal:
+    """A size that may be zero; else as a price."""
+    return bounds.size_or_zero(decimal(value, name), name)
 
 
-def optional_decimal(value: Any, name: str) -> Decimal | None:
-    return None if value is None or value == "" else amount(value, name)
+def volume(value: Any, name: str) -> Decimal:
+    """A volume: zero, or positive and representable in DECIMAL(30, 8)."""
+    return bounds.volume(decimal(value, name), name)
+
+
+def ticker_field(field: str, value: Any, key: str) -> Decimal | None:
+    """A ticker's field by its neutral name (last, bid_size, volume_24h, ...): None when
+    absent; a volume as a volume, the last price as a price, the rest may be zero (an
+    empty side of the book)."""
+    if value is None or value == "":
+        return None
+    if field.startswith("volume"):
+        return volume(value, key)
+    if field == "last":
+        return price(value, key)
+    return size_or_zero(value, key)
 
 
 def describe_error(error: Exception) -> str:

@@ -1,7 +1,11 @@
 """Live candles for hosted collectors: an aggregator per collector, stored off the hot path.
 
 Aggregators fold each TRADE point as it is delivered and emit a candle once its
-interval has closed. Closed candles are queued and written by one thread, which also
+interval has closed. A trade moves an aggregator's clock at most to the time it was
+received, and one stamped beyond COLLECTOR_MAX_CLOCK_SKEW_FUTURE is refused (the collector
+has refused it already; see collectors.bounds), so one bad trade cannot stop live candles.
+
+Closed candles are queued and written by one thread, which also
 closes quiet intervals by the wall clock, so no database I/O happens while a link is
 receiving. Once a second that thread also stores each open interval as it stands, marked
 not final (the API shows it only with include_partial=true); its final candle replaces
@@ -28,6 +32,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connections
 
+from collectors.bounds import Bounds
 from collectors.collector import BaseDataCollector
 from collectors.hosting.live_feed import LiveFeed
 from collectors.types import DataType
@@ -72,6 +77,7 @@ class LiveCandles:
             self.timeframes,
             on_close=self._on_close,
             grace=settings.CANDLE_GRACE,
+            max_future=Bounds.from_settings().max_future,
         )
         self._aggregators[collector.name] = aggregator
         collector.add_data_callback(DataType.TRADE, aggregator.add_trade)

@@ -296,6 +296,14 @@ COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=
 # if that one is at most this many seconds old (a failover, a restart); else it takes the
 # exchange's recent trades only.
 COLLECTOR_BACKFILL_WINDOW = env_number("COLLECTOR_BACKFILL_WINDOW", 900.0, minimum=0)
+# Bounds a received value must keep to be stored or aggregated (collectors/bounds.py,
+# docs/collectors.md): an exchange time at most this many seconds before / after the time
+# it was received; book levels a side in one message, and kept in a local book; bytes of
+# the exchange's item kept as raw_data. Out of bounds: counted as a bad message, not stored.
+COLLECTOR_MAX_CLOCK_SKEW_PAST = env_number("COLLECTOR_MAX_CLOCK_SKEW_PAST", 7 * 86400.0, minimum=1)
+COLLECTOR_MAX_CLOCK_SKEW_FUTURE = env_number("COLLECTOR_MAX_CLOCK_SKEW_FUTURE", 30.0, minimum=0)
+COLLECTOR_MAX_BOOK_LEVELS = env_number("COLLECTOR_MAX_BOOK_LEVELS", 5000, minimum=25, cast=int)
+COLLECTOR_MAX_RAW_BYTES = env_number("COLLECTOR_MAX_RAW_BYTES", 64 * 1024, minimum=1024, cast=int)
 
 # Backups (docs/backups.md). Encrypted with BACKUP_ENCRYPTION_KEY, which is read from the
 # environment when needed and never kept in settings; BACKUP_OLD_KEYS still decrypt.

@@ -14,6 +14,7 @@ import pytest
 
 from collectors.factory import ExchangeFactory
 from collectors.simulators.okx import OkxSimulator
+from collectors.times import from_epoch_ms
 from collectors.types import DataType
 from marketdata.candles import LiveCandleAggregator, Trade, ceil_boundary, fold_trades
 from tests.helpers import make_config, run, wait_until
@@ -37,7 +38,8 @@ class FastClock:
 class Ours:
     """A live aggregator created at the first trade: minutes from the next one are whole."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FastClock) -> None:
+        self.clock = clock  # the simulator's: trades are received at its time, not ours
         self.lock = threading.Lock()
         self.aggregator: LiveCandleAggregator | None = None
         self.candles = {}
@@ -48,7 +50,13 @@ class Ours:
             if self.aggregator is None:
                 since = ceil_boundary(point.timestamp + timedelta(microseconds=1), "1m")
                 self.aggregator = LiveCandleAggregator(
-                    "okx", point.symbol, ["1m"], self.on_close, GRACE, since=since
+                    "okx",
+                    point.symbol,
+                    ["1m"],
+                    self.on_close,
+                    GRACE,
+                    since=since,
+                    clock=lambda: from_epoch_ms(self.clock()),
                 )
             self.last_trade_at = point.timestamp
         self.aggregator.add_trade(point)
@@ -70,11 +78,13 @@ def fast_simulator():
     sim.stop()
 
 
-def test_our_1m_candles_equal_okx_candle1m_shifted_by_one_interval(fast_simulator):
+def test_our_1m_candles_equal_okx_candle1m_shifted_by_one_interval(fast_simulator, settings):
     sim = fast_simulator
+    # the simulator's clock runs ahead of ours by up to an hour in this test
+    settings.COLLECTOR_MAX_CLOCK_SKEW_FUTURE = 3600.0
     config = make_config(sim, data_types=(DataType.TRADE, DataType.CANDLE))
     collector = ExchangeFactory.create_collector(config)
-    ours = Ours()
+    ours = Ours(sim.clock)
     okx: dict[datetime, dict] = {}  # confirmed OKX candles by their start
     collector.add_data_callback(DataType.TRADE, ours.on_trade)
     collector.add_data_callback(

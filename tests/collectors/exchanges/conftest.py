@@ -19,3 +19,11 @@ def rest():
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def receive_window_reaching_back_to_the_recorded_frames(settings):
+    """The frames here are stamped when they were recorded (2020 to 2023), and the 2022
+    sessions replayed: a collector takes them only with a window reaching back that far.
+    The window itself is tested in tests/collectors/test_bounds.py."""
+    settings.COLLECTOR_MAX_CLOCK_SKEW_PAST = 10 * 365 * 86400.0

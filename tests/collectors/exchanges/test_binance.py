@@ -109,7 +109,7 @@ def test_an_aggregate_is_stored_under_its_aggregate_id():
         ({"a": "7"}, "bad trade id"),
         ({"p": 1.5}, "must be strings"),
         ({"m": "true"}, "buyer-is-maker"),
-        ({"p": "-1"}, "Invalid trade price"),
+        ({"p": "-1"}, "price -1 is not positive"),
     ],
 )
 def test_a_bad_trade_is_reported_and_skipped(change, error):

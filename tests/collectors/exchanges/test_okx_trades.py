@@ -70,8 +70,8 @@ def test_every_trade_in_a_frame_becomes_a_point_in_order():
 @pytest.mark.parametrize(
     ("bad", "words"),
     [
-        (trade(px="-1"), "Invalid trade price"),
-        (trade(sz="0"), "Invalid trade size"),
+        (trade(px="-1"), "price -1 is not positive"),
+        (trade(sz="0"), "size 0 is not positive"),
         (trade(px="abc"), "not a number"),
         (trade(px=100.5), "strings"),
         (trade(side="BUY"), "Invalid trade side"),
@@ -88,19 +88,6 @@ def test_a_bad_trade_is_reported_and_skipped_while_the_others_are_delivered(bad,
     [error] = handled.errors
     assert error.startswith("trades item skipped")
     assert words in error
-
-
-def test_the_trades_path_parses_well_over_50000_frames_a_second():
-    okx_session = session(DataType.TRADE)
-    frame = push("trades", [trade(count="1", source="0")])
-    n = 20_000
-    best = float("inf")
-    for _ in range(3):  # the best of three runs, so a busy neighbour does not decide it
-        started = time.perf_counter()
-        for _ in range(n):
-            okx_session.handle(frame)
-        best = min(best, time.perf_counter() - started)
-    assert n / best > 50_000
 
 
 # trades: the recent trades over REST after each trades subscription ------------------------
@@ -181,7 +168,7 @@ def test_a_bad_backfilled_trade_is_skipped_and_the_others_kept(rest):
     handled = session(DataType.TRADE, rest_url=rest.url).handle(TRADES_ACK)
     assert [p.data["trade_id"] for p in handled.points] == ["1", "3"]
     [error] = handled.errors
-    assert error.startswith("trades item skipped") and "Invalid trade price" in error
+    assert error.startswith("trades item skipped") and "price -1 is not positive" in error
 
 
 # trades: paging back over REST to the last trade had before a reconnect --------------------
