@@ -69,6 +69,22 @@ def volume(value: Any, name: str) -> Decimal:
     return bounds.volume(decimal(value, name), name)
 
 
+def amount(value: Any, name: str) -> Decimal:
+    """An account's amount (a balance, a fill price): finite and not negative. Kept as
+    JSON, not in a DECIMAL column, so dust below 0.00000001 stays as the exchange sent it;
+    only a number too large for any column is refused."""
+    number = decimal(value, name)
+    if number < 0:
+        raise ValueError(f"bad {name} {snippet(value)}: negative")
+    if number >= bounds.MAX_VOLUME:
+        raise ValueError(f"bad {name} {snippet(value)}: too large to store")
+    return number
+
+
+def optional_decimal(value: Any, name: str) -> Decimal | None:
+    return None if value is None or value == "" else amount(value, name)
+
+
 def ticker_field(field: str, value: Any, key: str) -> Decimal | None:
     """A ticker's field by its neutral name (last, bid_size, volume_24h, ...): None when
     absent; a volume as a volume, the last price as a price, the rest may be zero (an
