@@ -10,6 +10,13 @@ from collectors.models import CollectorStatus, Exchange, ExchangeRetention, Trad
 logger = logging.getLogger(__name__)
 
 
+def warn_unchecked_symbol(modeladmin, request, pair: TradingPair) -> None:
+    """A pair saved while its exchange could not be asked whether it lists the symbol."""
+    note = getattr(pair, "symbol_check_note", "")
+    if note:
+        modeladmin.message_user(request, note, messages.WARNING)
+
+
 class TradingPairInline(admin.TabularInline):
     model = TradingPair
     extra = 0
@@ -38,6 +45,13 @@ class ExchangeAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "auto_restart"]
     search_fields = ["name"]
     inlines = [TradingPairInline, ExchangeRetentionInline]
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects + [obj for obj, _ in formset.changed_objects]:
+            if isinstance(obj, TradingPair):
+                warn_unchecked_symbol(self, request, obj)
+
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -107,6 +121,10 @@ class TradingPairAdmin(admin.ModelAdmin):
         control_action("stop", control.stop_collector, "Stop the selected collectors"),
         control_action("restart", control.restart_collector, "Restart the selected collectors"),
     ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        warn_unchecked_symbol(self, request, obj)
 
     def get_list_display(self, request):
         # One Redis read per page, shared by the rows of this request.
