@@ -266,7 +266,8 @@ CANDLE_ROLLUP_TIMEFRAMES = env_list("CANDLE_ROLLUP_TIMEFRAMES", "1m,5m,15m,1h,4h
 CANDLE_LIVE_TIMEFRAMES = env_list("CANDLE_LIVE_TIMEFRAMES", "1s,1m,5m,15m,1h,4h,1d")
 
 # Collectors.
-COLLECTOR_MAX_SILENCE_DURATION = env_number("COLLECTOR_MAX_SILENCE_DURATION", 60.0, minimum=1)
+# How long a collector may go without data is each exchange's max_silence_duration (the
+# admin, the configuration file; 60 s by default): there is no environment default for it.
 COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")))
 # Seconds a collector's Redis lease lives without renewal; heartbeats (and renewals) every
 # COLLECTOR_HEARTBEAT_INTERVAL seconds (at most half the lease).

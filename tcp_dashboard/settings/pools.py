@@ -15,6 +15,14 @@ from django.core.exceptions import ImproperlyConfigured
 #   beat:       Celery beat (its schedule)
 #   command:    anything else: manage.py commands, Flower, the test run
 ROLE_MAXIMUM = {"web": 4, "collectors": 6, "tasks": 2, "beat": 2, "command": 5}
+# The setting that overrides each role's maximum.
+ROLE_SETTING = {
+    "web": "DB_POOL_MAX_WEB",
+    "collectors": "DB_POOL_MAX_COLLECTORS",
+    "tasks": "DB_POOL_MAX_TASKS",
+    "beat": "DB_POOL_MAX_BEAT",
+    "command": "DB_POOL_MAX_COMMAND",
+}
 # Seconds an extra connection (above the idle size) stays open unused before it closes.
 MAX_IDLE = 60.0
 
@@ -46,7 +54,7 @@ def pool_options(
         raise ImproperlyConfigured(
             f"DB_POOL_ROLE must be one of {', '.join(ROLE_MAXIMUM)}, not {role!r}"
         )
-    name = f"DB_POOL_MAX_{role.upper()}"
+    name = ROLE_SETTING[role]
     raw = environ.get(name)
     try:
         maximum = ROLE_MAXIMUM[role] if raw is None else int(raw)
