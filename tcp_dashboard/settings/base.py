@@ -266,6 +266,13 @@ CANDLE_ROLLUP_TIMEFRAMES = env_list("CANDLE_ROLLUP_TIMEFRAMES", "1m,5m,15m,1h,4h
 CANDLE_LIVE_TIMEFRAMES = env_list("CANDLE_LIVE_TIMEFRAMES", "1s,1m,5m,15m,1h,4h,1d")
 
 # Collectors.
+# The oldest TLS version a connection to an exchange may use: 1.3 (the spec), or 1.2 for an
+# exchange that has not moved yet. Plaintext ws:// and http:// go to loopback hosts only.
+EXCHANGE_TLS_MIN_VERSION = env_str("EXCHANGE_TLS_MIN_VERSION", "1.3")
+if EXCHANGE_TLS_MIN_VERSION not in ("1.2", "1.3"):
+    raise ImproperlyConfigured(
+        f"EXCHANGE_TLS_MIN_VERSION must be 1.3 or 1.2, not {EXCHANGE_TLS_MIN_VERSION!r}"
+    )
 # How long a collector may go without data is each exchange's max_silence_duration (the
 # admin, the configuration file; 60 s by default): there is no environment default for it.
 COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")))
