@@ -54,7 +54,7 @@ def small_postgres():
     )
     options = (
         f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={directory}"
-        f" -c max_connections={MAX_CONNECTIONS} -c fsync=off"
+        f" -c max_connections={MAX_CONNECTIONS} -c fsync=off -c log_connections=on"
     )
     pg_ctl = [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log")]
     subprocess.run(as_postgres([*pg_ctl, "-o", options, "-w", "start"]), check=True)
@@ -93,6 +93,11 @@ class ConnectionWatch:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join(5)
+
+
+def connections_opened(server_log: Path) -> int:
+    """Connections the server accepted into the stack's database so far (log_connections)."""
+    return server_log.read_text().count("database=tcp_small")
 
 
 def simulator_config(simulator, path: Path) -> Path:
@@ -173,6 +178,14 @@ def test_the_stack_runs_every_periodic_task_on_a_server_with_30_connections(
                 return conn.execute("SELECT count(*) FROM raw_trades").fetchone()[0] > 0
 
         wait_until(trades_stored, timeout=60, message="trades stored in the small server")
+        # One pool per process for its whole life: once each task process has run a task,
+        # 40 more tasks open (almost) no connection; a pool per task opened 40 or more.
+        for result in [app.send_task("marketdata.ping") for _ in range(10)]:
+            assert result.get(timeout=60)["database"] is True
+        before = connections_opened(server_log)
+        for result in [app.send_task("marketdata.ping") for _ in range(40)]:
+            assert result.get(timeout=60)["database"] is True
+        assert connections_opened(server_log) - before < 5
         # Every periodic task, three rounds, each round all at once while collectors write;
         # the restore drill after its round's backup (a drill needs a finished backup).
         drills = [task for task in tasks if task == "marketdata.restore_drill"]
