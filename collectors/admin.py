@@ -3,7 +3,9 @@
 import logging
 
 from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
 
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 from collectors.hosting import control, reconcile
 from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
 
@@ -17,8 +19,35 @@ def warn_unchecked_symbol(modeladmin, request, pair: TradingPair) -> None:
         modeladmin.message_user(request, note, messages.WARNING)
 
 
+class TradingPairFormSet(BaseInlineFormSet):
+    """The exchange page's pairs. A pair of an exchange not stored yet cannot ask the
+    exchange in its own clean(); this asks for all of them at once, as the pair would."""
+
+    def clean(self) -> None:
+        super().clean()
+        exchange = self.instance
+        if exchange.pk is not None:  # each pair's clean() asked already
+            return
+        forms = [
+            form
+            for form in self.forms
+            if form.cleaned_data.get("symbol") and not form.cleaned_data.get("DELETE")
+        ]
+        symbols = [form.cleaned_data["symbol"] for form in forms]
+        check = check_symbols(exchange.name, exchange.rest_url, symbols)
+        for form in forms:
+            if form.cleaned_data["symbol"] in check.unlisted:
+                form.add_error("symbol", unlisted_message(exchange.name, [form.instance.symbol]))
+            form.instance.symbol_check_note = (
+                f"Symbol {form.instance.symbol} of {exchange.name} {unchecked_message(check)}"
+                if check.unchecked
+                else ""
+            )
+
+
 class TradingPairInline(admin.TabularInline):
     model = TradingPair
+    formset = TradingPairFormSet
     extra = 0
     fields = ["symbol", "enabled", "data_types", "channels"]
 

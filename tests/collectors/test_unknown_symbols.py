@@ -188,3 +188,44 @@ def test_okx_60018_stops_the_collector_in_error_with_okx_message_and_no_restart(
     assert collector.restarts == 0 and collector.status == "error"
     assert okx.simulator.stats()["connections"] == 1
     run(manager.stop())
+
+
+def new_exchange_form(simulator, symbols):
+    form = {
+        "name": "okx",
+        "enabled": "on",
+        "public_ws_url": simulator.public_url,
+        "business_ws_url": "",
+        "rest_url": simulator.rest_url,
+        "ping_interval": "25",
+        "pong_timeout": "10",
+        "max_reconnect_attempts": "5",
+        "reconnect_delay": "5",
+        "store_raw_data": "on",
+        "health_check_interval": "30",
+        "auto_restart": "on",
+        "buffer_size": "1000",
+        "max_silence_duration": "60",
+        "trading_pairs-TOTAL_FORMS": str(len(symbols)),
+        "trading_pairs-INITIAL_FORMS": "0",
+        "retention-TOTAL_FORMS": "0",
+        "retention-INITIAL_FORMS": "0",
+    }
+    for index, symbol in enumerate(symbols):
+        form[f"trading_pairs-{index}-symbol"] = symbol
+        form[f"trading_pairs-{index}-enabled"] = "on"
+        form[f"trading_pairs-{index}-data_types"] = '["trade"]'
+        form[f"trading_pairs-{index}-channels"] = '{"trades": "trades"}'
+    return form
+
+
+@pytest.mark.django_db
+def test_pairs_added_with_a_new_exchange_are_checked_against_its_instrument_list(staff_client, okx):
+    url = reverse("admin:collectors_exchange_add")
+    response = staff_client.post(url, new_exchange_form(okx.simulator, ["SOL-USDT", "SOL-USDX"]))
+    assert response.status_code == 200
+    assert "okx does not list SOL-USDX" in response.content.decode()
+    assert not Exchange.objects.exists()
+    response = staff_client.post(url, new_exchange_form(okx.simulator, ["SOL-USDT", "XRP-USDC"]))
+    assert response.status_code == 302
+    assert sorted(TradingPair.objects.values_list("symbol", flat=True)) == ["SOL-USDT", "XRP-USDC"]
