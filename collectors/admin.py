@@ -3,7 +3,9 @@
 import logging
 
 from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
 
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 from collectors.hosting import control, reconcile
 from collectors.models import (
     AccountAccess,
@@ -17,8 +19,42 @@ from collectors.models import (
 logger = logging.getLogger(__name__)
 
 
+def warn_unchecked_symbol(modeladmin, request, pair: TradingPair) -> None:
+    """A pair saved while its exchange could not be asked whether it lists the symbol."""
+    note = getattr(pair, "symbol_check_note", "")
+    if note:
+        modeladmin.message_user(request, note, messages.WARNING)
+
+
+class TradingPairFormSet(BaseInlineFormSet):
+    """The exchange page's pairs. A pair of an exchange not stored yet cannot ask the
+    exchange in its own clean(); this asks for all of them at once, as the pair would."""
+
+    def clean(self) -> None:
+        super().clean()
+        exchange = self.instance
+        if exchange.pk is not None:  # each pair's clean() asked already
+            return
+        forms = [
+            form
+            for form in self.forms
+            if form.cleaned_data.get("symbol") and not form.cleaned_data.get("DELETE")
+        ]
+        symbols = [form.cleaned_data["symbol"] for form in forms]
+        check = check_symbols(exchange.name, exchange.rest_url, symbols)
+        for form in forms:
+            if form.cleaned_data["symbol"] in check.unlisted:
+                form.add_error("symbol", unlisted_message(exchange.name, [form.instance.symbol]))
+            form.instance.symbol_check_note = (
+                f"Symbol {form.instance.symbol} of {exchange.name} {unchecked_message(check)}"
+                if check.unchecked
+                else ""
+            )
+
+
 class TradingPairInline(admin.TabularInline):
     model = TradingPair
+    formset = TradingPairFormSet
     extra = 0
     fields = ["symbol", "enabled", "data_types", "channels"]
 
@@ -54,6 +90,13 @@ class ExchangeAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "auto_restart"]
     search_fields = ["name"]
     inlines = [TradingPairInline, ExchangeAccountInline, ExchangeRetentionInline]
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects + [obj for obj, _ in formset.changed_objects]:
+            if isinstance(obj, TradingPair):
+                warn_unchecked_symbol(self, request, obj)
+
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -124,6 +167,10 @@ class TradingPairAdmin(admin.ModelAdmin):
         control_action("stop", control.stop_collector, "Stop the selected collectors"),
         control_action("restart", control.restart_collector, "Restart the selected collectors"),
     ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        warn_unchecked_symbol(self, request, obj)
 
     def get_list_display(self, request):
         # One Redis read per page, shared by the rows of this request.

@@ -11,6 +11,7 @@ from collectors.config.schema import (
     validate_exchange_fields,
     validate_trading_pair_fields,
 )
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
 from collectors.types import account_symbol
 
@@ -110,6 +111,24 @@ class TradingPair(models.Model):
         errors = validate_trading_pair_fields(self)
         if errors:
             raise ValidationError(errors)
+        self.symbol_check_note = ""
+        if self.symbol_is_new():
+            exchange = self.exchange
+            check = check_symbols(exchange.name, exchange.rest_url, [self.symbol])
+            if check.unlisted:
+                raise ValidationError({"symbol": unlisted_message(exchange.name, check.unlisted)})
+            if check.unchecked:
+                # Saved anyway (collectors.exchanges.listing); the admin shows this warning.
+                self.symbol_check_note = (
+                    f"Symbol {self.symbol} of {exchange.name} {unchecked_message(check)}"
+                )
+
+    def symbol_is_new(self) -> bool:
+        """Added, or its symbol or exchange changed: what the exchange must be asked about."""
+        if self._state.adding or self.pk is None:
+            return True
+        stored = TradingPair.objects.filter(pk=self.pk).values_list("exchange_id", "symbol")
+        return stored.first() != (self.exchange_id, self.symbol)
 
     @property
     def collector_name(self) -> str:

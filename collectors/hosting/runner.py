@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,10 +42,15 @@ class CollectorSummary:
         return text + (f", last error: {self.last_error}" if self.last_error else "")
 
 
-def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
+def sink_buffer_size(configs: Iterable[ExchangeCollectorConfig]) -> int:
+    """The buffer_size of a sink shared by these collectors: the largest they ask for."""
     default = COLLECTOR_DEFAULTS["buffer_size"]
     buffer_sizes = [(c.custom_params or {}).get("buffer_size") or default for c in configs]
-    return StorageSink(name=name, buffer_size=max(buffer_sizes, default=default))
+    return max(buffer_sizes, default=default)
+
+
+def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
+    return StorageSink(name=name, buffer_size=sink_buffer_size(configs))
 
 
 def run_collectors(

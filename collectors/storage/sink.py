@@ -150,6 +150,16 @@ class StorageSink:
         self._thread = threading.Thread(target=self._run, name=f"storage-{self.name}", daemon=True)
         self._thread.start()
 
+    def set_buffer_size(self, buffer_size: int) -> None:
+        """Write a batch once this many rows are pending, from now on (a worker's sink
+        follows the buffer_size of the collectors it serves as they come and go)."""
+        if buffer_size < 1:
+            raise ValueError(f"buffer_size must be at least 1, not {buffer_size}")
+        with self._cond:
+            self.buffer_size = buffer_size
+            self._batch_rows = max(buffer_size, MIN_BATCH_ROWS)
+            self._cond.notify_all()
+
     def put(self, points: Iterable[MarketDataPoint]) -> None:
         """Accept points for storage; converts them here, so a bad one is dropped alone."""
         rows = []

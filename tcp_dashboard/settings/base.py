@@ -5,6 +5,7 @@ database and a broker on the local file system, so it starts with no services.
 `.env.example` documents every variable.
 """
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +20,7 @@ from tcp_dashboard.env import (
 from tcp_dashboard.logs.config import build_logging
 from tcp_dashboard.logs.config import read_options as read_log_options
 from tcp_dashboard.logs.handlers import process_role
+from tcp_dashboard.settings.pools import pool_options, pool_role
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -82,9 +84,11 @@ TEMPLATES = [
     },
 ]
 
-# Database. The spec's database configuration (pool_size 10, max_overflow 20,
-# pool_timeout 30 s, pool_recycle 3600 s) maps onto psycopg's connection pool:
-# min_size = pool_size, max_size = pool_size + max_overflow, timeout, max_lifetime.
+# Database. Each process keeps one connection pool (psycopg's) for its whole life, sized by
+# what the process is (tcp_dashboard/settings/pools.py): DB_POOL_MAX_<ROLE> connections at
+# most, DB_POOL_SIZE kept open while idle. The spec's pool_size, pool_timeout and
+# pool_recycle are DB_POOL_SIZE, DB_POOL_TIMEOUT and DB_POOL_RECYCLE; a deployment's total
+# is a sum over its processes (docs/deployment.md, "Database connections").
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tcp_dashboard.sqlite3'}")
 # A database that does not answer costs a web request seconds, not minutes (a 503). The web
 # (gunicorn, runserver) ends statements after DATABASE_STATEMENT_TIMEOUT seconds and waits
@@ -99,16 +103,19 @@ DATABASE_READ_TIMEOUT = (
     DATABASE_STATEMENT_TIMEOUT + DATABASE_CONNECT_TIMEOUT if DATABASE_STATEMENT_TIMEOUT else None
 )
 DB_POOL = env_bool("DB_POOL", True)
-DB_POOL_SIZE = env_number("DB_POOL_SIZE", 10, minimum=1, cast=int)
-DB_MAX_OVERFLOW = env_number("DB_MAX_OVERFLOW", 20, cast=int)
+DB_POOL_SIZE = env_number("DB_POOL_SIZE", 1, minimum=0, cast=int)
 DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 5.0 if WEB_PROCESS else 30.0, minimum=0.1)
 DB_POOL_RECYCLE = env_number("DB_POOL_RECYCLE", 3600.0, minimum=1)
-_pool = {
-    "min_size": DB_POOL_SIZE,
-    "max_size": DB_POOL_SIZE + DB_MAX_OVERFLOW,
-    "timeout": DB_POOL_TIMEOUT,
-    "max_lifetime": DB_POOL_RECYCLE,
-}
+DB_POOL_ROLE = env_str("DB_POOL_ROLE", "") or pool_role(process_role())
+if "DB_MAX_OVERFLOW" in os.environ:
+    raise ImproperlyConfigured(
+        "DB_MAX_OVERFLOW is gone: a process's largest pool is set per role with "
+        "DB_POOL_MAX_WEB, DB_POOL_MAX_COLLECTORS, DB_POOL_MAX_TASKS, DB_POOL_MAX_BEAT and "
+        "DB_POOL_MAX_COMMAND (docs/deployment.md); remove DB_MAX_OVERFLOW from the environment"
+    )
+_pool = pool_options(
+    DB_POOL_ROLE, os.environ, idle=DB_POOL_SIZE, timeout=DB_POOL_TIMEOUT, recycle=DB_POOL_RECYCLE
+)
 DATABASES = {"default": database_from_url(DATABASE_URL, pool=_pool if DB_POOL else None)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +190,9 @@ CELERY_TASK_TIME_LIMIT = env_number("CELERY_TASK_TIME_LIMIT", 600, minimum=1, ca
 CELERY_TASK_SOFT_TIME_LIMIT = env_number("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1, cast=int)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Processes of a task worker (prefork) unless its command line says --concurrency; each
+# holds up to DB_POOL_MAX_TASKS database connections (docs/deployment.md).
+CELERY_WORKER_CONCURRENCY = env_number("CELERY_WORKER_CONCURRENCY", 2, minimum=1, cast=int)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every task's queue, by name: collectors run on their own workers ("collectors" queue).
 CELERY_TASK_ROUTES = {
@@ -284,7 +294,15 @@ CANDLE_ROLLUP_TIMEFRAMES = env_list("CANDLE_ROLLUP_TIMEFRAMES", "1m,5m,15m,1h,4h
 CANDLE_LIVE_TIMEFRAMES = env_list("CANDLE_LIVE_TIMEFRAMES", "1s,1m,5m,15m,1h,4h,1d")
 
 # Collectors.
-COLLECTOR_MAX_SILENCE_DURATION = env_number("COLLECTOR_MAX_SILENCE_DURATION", 60.0, minimum=1)
+# The oldest TLS version a connection to an exchange may use: 1.3 (the spec), or 1.2 for an
+# exchange that has not moved yet. Plaintext ws:// and http:// go to loopback hosts only.
+EXCHANGE_TLS_MIN_VERSION = env_str("EXCHANGE_TLS_MIN_VERSION", "1.3")
+if EXCHANGE_TLS_MIN_VERSION not in ("1.2", "1.3"):
+    raise ImproperlyConfigured(
+        f"EXCHANGE_TLS_MIN_VERSION must be 1.3 or 1.2, not {EXCHANGE_TLS_MIN_VERSION!r}"
+    )
+# How long a collector may go without data is each exchange's max_silence_duration (the
+# admin, the configuration file; 60 s by default): there is no environment default for it.
 COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")))
 # Seconds a collector's Redis lease lives without renewal; heartbeats (and renewals) every
 # COLLECTOR_HEARTBEAT_INTERVAL seconds (at most half the lease).

@@ -77,7 +77,7 @@ def web(request, proxy, tmp_path):
         DATABASE_URL=f"postgresql://{database['USER']}@127.0.0.1:{proxy.port}/{database['NAME']}",
         DB_POOL="1" if request.param == "pooled" else "0",
         DB_POOL_SIZE="2",
-        DB_MAX_OVERFLOW="2",
+        DB_POOL_MAX_WEB="4",
         DB_POOL_TIMEOUT=str(POOL_TIMEOUT),
         DATABASE_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
         DATABASE_STATEMENT_TIMEOUT=str(STATEMENT_TIMEOUT),

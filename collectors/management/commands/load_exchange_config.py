@@ -6,6 +6,7 @@ from django.db import transaction
 from collectors.config.files import load_exchange_configs_file
 from collectors.config.schema import ConfigError
 from collectors.config.store import apply_exchange_config
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 
 
 class Command(BaseCommand):
@@ -30,6 +31,19 @@ class Command(BaseCommand):
         except ConfigError as error:
             lines = "\n".join(f"  {message}" for message in error.errors)
             raise CommandError(f"{file}: invalid exchange configuration:\n{lines}") from None
+        unlisted = []
+        for config in configs:
+            symbols = [pair.symbol for pair in config.trading_pairs]
+            check = check_symbols(config.exchange, config.rest_url or "", symbols)
+            if check.unlisted:
+                unlisted.append(f"  {unlisted_message(config.exchange, check.unlisted)}")
+            elif check.unchecked:
+                self.stderr.write(
+                    f"{file}: symbols of {config.exchange} {unchecked_message(check)}"
+                )
+        if unlisted:
+            lines = "\n".join(unlisted)
+            raise CommandError(f"{file}: not stored, symbols the exchange does not have:\n{lines}")
         with transaction.atomic():
             saved = [apply_exchange_config(config, replace=replace) for config in configs]
         for result in saved:

@@ -293,3 +293,31 @@ def test_a_hosted_collector_of_either_exchange_starts_stores_and_stops(
         host.stop(timeout=30)
     stored = RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
     assert sorted(stored.values_list("trade_id", flat=True)) == sent
+
+
+def test_the_worker_sink_writes_at_the_largest_buffer_size_of_the_streams_it_runs(
+    hosting_redis, simulator, settings, tmp_path
+):
+    settings.COLLECTOR_SPILL_DIR = tmp_path
+    configs = {
+        BTC: make_config(simulator, "BTC-USDT", buffer_size=5000),
+        ETH: make_config(simulator, "ETH-USDT", buffer_size=300),
+    }
+    host = CollectorHost(
+        "buffers@tests",
+        lease_ttl=LEASE_TTL,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        load_config=configs.get,
+    )
+    host.start()
+    try:
+        assert host.sink.buffer_size == 1000  # no stream yet: the default
+        host.start_collector(ETH)
+        assert host.sink.buffer_size == 300
+        host.start_collector(BTC)
+        assert host.sink.buffer_size == 5000
+        host.stop_collector(BTC)
+        assert host.sink.buffer_size == 300
+        wait_until(lambda: stored_trade_ids("ETH-USDT"), timeout=10, message="stored trades")
+    finally:
+        host.stop(timeout=30)
