@@ -13,6 +13,10 @@ READ_ELSEWHERE = {
     "DJANGO_SETTINGS_MODULE": "Django and Celery",
     "FLOWER_BASIC_AUTH": "Flower (its FLOWER_ options), and tcp_dashboard/flower.py",
     "POSTGRES_PASSWORD": "docker-compose.yml",
+    # An account's credentials: the configuration names the variables (docs/accounts.md).
+    "OKX_API_KEY": "the variable an exchange's credentials.api_key_env names",
+    "OKX_API_SECRET": "the variable an exchange's credentials.secret_env names",
+    "OKX_API_PASSPHRASE": "the variable an exchange's credentials.passphrase_env names",
 }
 
 

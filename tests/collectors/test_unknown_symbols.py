@@ -208,6 +208,8 @@ def new_exchange_form(simulator, symbols):
         "max_silence_duration": "60",
         "trading_pairs-TOTAL_FORMS": str(len(symbols)),
         "trading_pairs-INITIAL_FORMS": "0",
+        "accounts-TOTAL_FORMS": "0",
+        "accounts-INITIAL_FORMS": "0",
         "retention-TOTAL_FORMS": "0",
         "retention-INITIAL_FORMS": "0",
     }
