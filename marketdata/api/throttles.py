@@ -11,6 +11,7 @@ which trusts X-Forwarded-For only from TRUSTED_PROXIES proxies.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -28,6 +29,8 @@ from tcp_dashboard.clients import client_address
 
 RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 KEY_PREFIX = "tcp:throttle"
+WARN_EVERY = 60.0  # seconds between warnings that Redis does not answer
+logger = logging.getLogger(__name__)
 
 # KEYS[1]: the sorted set of one key's passes (score: time in ms, Redis's clock).
 # ARGV: window in ms, limit, a unique member. Returns {1, 0} for a pass, or {0, ms to wait}.
@@ -67,6 +70,7 @@ class LocalWindows:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.passes: dict[str, deque[float]] = {}
+        self.warned = -WARN_EVERY
 
     def hit(self, key: str, limit: int, window: float) -> float:
         """0 when the request passes, else the seconds until one would."""
@@ -89,12 +93,21 @@ LOCAL = LocalWindows()
 
 
 def hit(key: str, limit: int, window: float) -> float:
-    """Count one request against `key`: 0 when it passes, else the seconds to wait."""
+    """Count one request against `key`: 0 when it passes, else the seconds to wait.
+
+    When Redis does not answer, the limit is kept in this process: the health answer and
+    the API stay up, each web process holding the limit on its own until Redis is back."""
     if not settings.REDIS_URL:
         return LOCAL.hit(key, limit, window)
-    passed, wait_ms = redis_limiter(settings.REDIS_URL)(
-        keys=[f"{KEY_PREFIX}:{key}"], args=[int(window * 1000), limit, uuid.uuid4().hex]
-    )
+    try:
+        passed, wait_ms = redis_limiter(settings.REDIS_URL)(
+            keys=[f"{KEY_PREFIX}:{key}"], args=[int(window * 1000), limit, uuid.uuid4().hex]
+        )
+    except redis.RedisError as error:
+        if time.monotonic() - LOCAL.warned > WARN_EVERY:
+            LOCAL.warned = time.monotonic()
+            logger.warning("request limits kept per process: Redis does not answer (%s)", error)
+        return LOCAL.hit(key, limit, window)
     return 0.0 if passed else max(int(wait_ms), 1) / 1000
 
 

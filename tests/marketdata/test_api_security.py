@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from marketdata.api.errors import exception_handler
 from marketdata.api.throttles import LOCAL
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +111,11 @@ def test_the_browsable_api_answers_a_signed_in_browser():
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"Trade List" in response.content
+
+
+def test_when_redis_does_not_answer_the_limit_holds_in_the_process(low_rates, settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    LOCAL.clear()
+    alice = client_for("alice")
+    assert [alice.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
+    LOCAL.clear()
