@@ -228,6 +228,7 @@ AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
 AXES_LOCKOUT_PARAMETERS = LOGIN_LOCKOUT_BY
 AXES_CLIENT_IP_CALLABLE = "tcp_dashboard.clients.client_address"
 AXES_RESET_ON_SUCCESS = False
+AXES_USERNAME_FORM_FIELD = "username"
 AXES_VERBOSE = False  # no start-up banner on the console
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 for _name in LOGIN_LOCKOUT_BY:
