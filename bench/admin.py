@@ -117,7 +117,7 @@ def pages() -> list[str]:
     for model, kind_filter in (
         ("rawtrade", {"side": "buy"}),
         ("marketdata", {"data_type": "ticker"}),
-        ("candle", {"timeframe": "1m"}),
+        ("candle", {"timeframe": "1s"}),
     ):
         base = f"/admin/marketdata/{model}/"
         queries = [

@@ -32,7 +32,7 @@ from marketdata.models import (
     RestoreDrill,
     RetentionRun,
 )
-from marketdata.partitions import MARKET_DATA_TYPES
+from marketdata.partitions import MARKET_DATA_TYPES, partitioned
 
 COUNT_CAP = 10_000  # a filtered count stops here; beyond it, the planner's estimate is shown
 MAX_PAGES = 100  # deeper pages would read OFFSET rows; narrow the list with filters instead
@@ -100,6 +100,30 @@ def fixed_choices_filter(field: str, title: str, choices) -> type[admin.SimpleLi
     return ChoicesFilter
 
 
+class TimeframeFilter(admin.SimpleListFilter):
+    """Always one timeframe (1m unless chosen): each has its own (timeframe, time) index,
+    and a list of every timeframe at once would sort all of a pair's candles."""
+
+    title = "timeframe"
+    parameter_name = "timeframe"
+    default = "1m"
+
+    def lookups(self, request, model_admin):
+        return [(timeframe, timeframe) for timeframe in TIMEFRAMES]
+
+    def value(self):
+        value = super().value()
+        return value if value in TIMEFRAMES else self.default
+
+    def choices(self, changelist):
+        for choice in super().choices(changelist):
+            if choice["display"] != "All":
+                yield choice
+
+    def queryset(self, request, queryset):
+        return queryset.filter(timeframe=self.value())
+
+
 class PairFilter(admin.SimpleListFilter):
     """The configured trading pairs: exchange and symbol, the leading columns of an index."""
 
@@ -165,7 +189,22 @@ def pair_search(queryset, term: str, trade_ids: bool = False):
         queryset = queryset.filter(exchange__in=candidates, symbol=symbol)
     if len(words) == 2:
         queryset = queryset.filter(trade_id=words[1])
+        if partitioned():
+            # Partitioned trades have no index on the trade id; raw_trade_keys has, and
+            # gives the trade's time, which picks its partition.
+            times = trade_times(candidates, symbol, words[1])
+            queryset = queryset.filter(timestamp__in=times) if times else queryset.none()
     return queryset
+
+
+def trade_times(exchanges: list[str], symbol: str, trade_id: str) -> list:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT "timestamp" FROM raw_trade_keys
+            WHERE exchange = ANY(%s) AND symbol = %s AND trade_id = %s""",
+            [list(exchanges), symbol, trade_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def utc_with_milliseconds(moment) -> str:
@@ -274,7 +313,7 @@ class CandleAdmin(MarketDataListAdmin):
     list_filter = [
         TimeWindowFilter,
         PairFilter,
-        fixed_choices_filter("timeframe", "timeframe", list(TIMEFRAMES)),
+        TimeframeFilter,
     ]
     search_fields = ["symbol"]
 

@@ -170,3 +170,23 @@ def test_times_are_shown_in_utc_with_milliseconds(staff_client, stored):
     page = staff_client.get(changelist(RawTrade)).content.decode()
     first = NOW - timedelta(seconds=1, microseconds=250_000)
     assert first.strftime("%Y-%m-%d %H:%M:%S.750") in page
+
+
+def test_the_candle_list_shows_one_timeframe_at_a_time(staff_client, stored):
+    one = {
+        field: getattr(Candle.objects.get(), field)
+        for field in ("exchange", "symbol", "open", "high", "low", "close", "volume")
+    }
+    Candle.objects.create(
+        **one, timeframe="1s", timestamp=NOW, quote_volume=1, vwap=1, trade_count=1
+    )
+
+    def timeframes(**params) -> set[str]:
+        response = staff_client.get(changelist(Candle), params)
+        return {candle.timeframe for candle in response.context["cl"].result_list}
+
+    assert timeframes() == {"1m"}
+    assert timeframes(timeframe="1s") == {"1s"}
+    assert timeframes(timeframe="all") == {"1m"}
+    queries = big_table_queries(staff_client, changelist(Candle))
+    assert all('"candles"."timeframe" = \'1m\'' in sql for sql in queries)
