@@ -3,11 +3,14 @@
 import logging
 
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from collectors.hosting import control, reconcile
+from collectors.hosting.heartbeat import Heartbeat
 from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
 
 logger = logging.getLogger(__name__)
+ERROR_SHOWN = 60  # characters of a last error in the pairs list; the rest on hover
 
 
 class TradingPairInline(admin.TabularInline):
@@ -69,13 +72,48 @@ class ExchangeAdmin(admin.ModelAdmin):
     ]
 
 
-def live_states() -> dict[str, reconcile.CollectorState] | None:
-    """Current state of every stream from the heartbeats; None when Redis cannot be asked."""
+def live_states() -> tuple[dict[str, reconcile.CollectorState] | None, dict[str, Heartbeat]]:
+    """Current state of every stream and its last heartbeat; (None, {}) when Redis cannot
+    be asked."""
     try:
-        return {state.name: state for state in reconcile.collector_states()}
+        seen = reconcile.observe()
     except Exception as error:  # the admin still works without Redis
         logger.warning("collector states unavailable: %s", error)
-        return None
+        return None, {}
+    return {state.name: state for state in seen.states()}, seen.heartbeats
+
+
+def message_rate(beat: Heartbeat | None) -> str:
+    """Messages per second since the stream (re)started, from its last heartbeat."""
+    statistics = (beat.status if beat else {}).get("statistics", {})
+    try:
+        rate = float(statistics.get("messages_received", 0)) / float(statistics["uptime_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return "-"
+    return f"{rate:.1f}" if rate < 100 else f"{rate:,.0f}"
+
+
+def last_message_age(beat: Heartbeat | None) -> str:
+    """How long ago the stream's last message came, as of now."""
+    if beat is None:
+        return "-"
+    if not beat.status.get("statistics", {}).get("last_message_time"):
+        return "never"
+    try:
+        seconds = float(beat.status["health"]["time_since_data"]) + beat.age()
+    except (KeyError, TypeError, ValueError):
+        return "-"
+    return short_duration(seconds)
+
+
+def short_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} d ago"
 
 
 def control_action(action: str, control, description: str):
@@ -97,7 +135,7 @@ def control_action(action: str, control, description: str):
 
 @admin.register(TradingPair)
 class TradingPairAdmin(admin.ModelAdmin):
-    list_display = ["symbol", "exchange", "enabled", "data_types", "channels"]  # + live state
+    list_display = ["symbol", "exchange", "enabled"]  # + live state: get_list_display
     list_editable = ["enabled"]
     list_filter = ["exchange", "enabled"]
     list_select_related = ["exchange"]
@@ -110,13 +148,19 @@ class TradingPairAdmin(admin.ModelAdmin):
 
     def get_list_display(self, request):
         # One Redis read per page, shared by the rows of this request.
-        states = live_states()
+        states, beats = live_states()
 
         def state(pair):
             if states is None:
                 return "unknown (no Redis)"
             current = states.get(pair.collector_name)
             return current.status if current else "stopped"
+
+        def rate(pair):
+            return message_rate(beats.get(pair.collector_name))
+
+        def last_message(pair):
+            return last_message_age(beats.get(pair.collector_name))
 
         def worker(pair):
             current = (states or {}).get(pair.collector_name)
@@ -128,12 +172,26 @@ class TradingPairAdmin(admin.ModelAdmin):
 
         def last_error(pair):
             current = (states or {}).get(pair.collector_name)
-            return current.last_error if current else ""
+            error = current.last_error if current else ""
+            if len(error) <= ERROR_SHOWN:
+                return error
+            return format_html('<span title="{}">{}…</span>', error, error[:ERROR_SHOWN])
 
-        columns = {"state": state, "worker": worker, "restarts": restarts, "last_error": last_error}
+        def data_types(pair):
+            return ", ".join(pair.data_types or [])
+
+        columns = {
+            "state": state,
+            "msg/s": rate,
+            "last message": last_message,
+            "worker": worker,
+            "restarts": restarts,
+            "last error": last_error,
+            "data types": data_types,
+        }
         for name, column in columns.items():
-            column.short_description = name.replace("_", " ")
-        return ["symbol", "exchange", "enabled", *columns.values(), "data_types", "channels"]
+            column.short_description = name
+        return ["symbol", "exchange", "enabled", *columns.values()]
 
 
 @admin.register(CollectorStatus)
