@@ -8,9 +8,16 @@ from django.utils.html import format_html
 from collectors.hosting import control, reconcile
 from collectors.hosting.heartbeat import Heartbeat
 from collectors.models import CollectorStatus, Exchange, ExchangeRetention, TradingPair
+from tcp_dashboard.admin_lists import (
+    LargeTableAdmin,
+    fixed_choices_filter,
+    time_window_filter,
+    utc_with_milliseconds,
+)
 
 logger = logging.getLogger(__name__)
 ERROR_SHOWN = 60  # characters of a last error in the pairs list; the rest on hover
+COLLECTOR_STATUSES = ["starting", "running", "reconnecting", "error", "stopped"]
 
 
 class TradingPairInline(admin.TabularInline):
@@ -194,10 +201,29 @@ class TradingPairAdmin(admin.ModelAdmin):
         return ["symbol", "exchange", "enabled", *columns.values()]
 
 
+class ExchangeNameFilter(admin.SimpleListFilter):
+    """The configured exchanges (the default would read every row for its choices)."""
+
+    title = "exchange"
+    parameter_name = "exchange"
+
+    def lookups(self, request, model_admin):
+        return [
+            (name, name)
+            for name in Exchange.objects.order_by("name").values_list("name", flat=True)
+        ]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(exchange=self.value()) if self.value() else queryset
+
+
 @admin.register(CollectorStatus)
-class CollectorStatusAdmin(admin.ModelAdmin):
+class CollectorStatusAdmin(LargeTableAdmin):
+    """The status history grows with every health check: listed newest first from its time
+    index, searched by exact stream name (okx:BTC-USDT) through the name index."""
+
     list_display = [
-        "recorded_at",
+        "recorded",
         "name",
         "status",
         "is_healthy",
@@ -206,10 +232,19 @@ class CollectorStatusAdmin(admin.ModelAdmin):
         "restarts",
         "last_error",
     ]
-    list_filter = ["status", "is_healthy", "exchange"]
-    search_fields = ["name", "worker"]
-    date_hierarchy = "recorded_at"
-    show_full_result_count = False
+    list_filter = [
+        time_window_filter("recorded_at"),
+        ExchangeNameFilter,
+        fixed_choices_filter("status", "status", COLLECTOR_STATUSES),
+        "is_healthy",
+    ]
+    search_fields = ["name__exact"]
+    search_help_text = "a stream's name, exactly: okx:BTC-USDT"
+    sortable_by = ["recorded"]
+
+    @admin.display(description="recorded (UTC)", ordering="recorded_at")
+    def recorded(self, row) -> str:
+        return utc_with_milliseconds(row.recorded_at)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -3,19 +3,13 @@ tables of tens of millions of rows (docs/security.md, "The admin on large tables
 
 Every query a page runs is bounded by an index: filter choices come from the configuration
 or are fixed (never a DISTINCT over the table), the search goes through the trading pairs'
-index, the count is PostgreSQL's estimate or a count that stops at COUNT_CAP rows, pages
-stop at MAX_PAGES, and a time window replaces the date drill-down.
+index, and the lists are tcp_dashboard.admin_lists' (estimated counts, a page limit, a
+time window instead of the date drill-down).
 """
 
-import json
-from datetime import UTC, timedelta
-
 from django.contrib import admin
-from django.contrib.admin.views.main import ChangeList
-from django.core.paginator import Paginator
 from django.db import connection
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -33,71 +27,14 @@ from marketdata.models import (
     RetentionRun,
 )
 from marketdata.partitions import MARKET_DATA_TYPES, partitioned
+from tcp_dashboard.admin_lists import (
+    LargeTableAdmin,
+    fixed_choices_filter,
+    time_window_filter,
+    utc_with_milliseconds,
+)
 
-COUNT_CAP = 10_000  # a filtered count stops here; beyond it, the planner's estimate is shown
-MAX_PAGES = 100  # deeper pages would read OFFSET rows; narrow the list with filters instead
 MAX_PAIR_CHOICES = 500
-
-
-class EstimatedCountPaginator(Paginator):
-    """Counts without reading the table: PostgreSQL's row estimate for an unfiltered list
-    (COUNT(*) of millions of rows takes seconds), and for a filtered one a count that stops
-    after COUNT_CAP rows, with the planner's estimate when it reaches it."""
-
-    @cached_property
-    def count(self) -> int:
-        queryset = self.object_list
-        if connection.vendor != "postgresql":
-            return super().count
-        if not queryset.query.where:
-            estimate = table_estimate(queryset.model._meta.db_table)
-            if estimate > COUNT_CAP:
-                return estimate
-        counted = queryset.order_by()[: COUNT_CAP + 1].count()
-        if counted <= COUNT_CAP:
-            return counted
-        return max(plan_estimate(queryset), counted)
-
-    @cached_property
-    def num_pages(self) -> int:
-        return min(super().num_pages, MAX_PAGES)
-
-
-def table_estimate(table: str) -> int:
-    """A partitioned table's estimate is the sum of its partitions'."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT sum(greatest(c.reltuples, 0))::bigint
-            FROM pg_partition_tree(%s::regclass) t JOIN pg_class c ON c.oid = t.relid
-            WHERE t.isleaf""",
-            [table],
-        )
-        row = cursor.fetchone()
-    return int(row[0] or 0) if row else 0
-
-
-def plan_estimate(queryset) -> int:
-    plan = queryset.order_by().explain(format="json")
-    return int(json.loads(plan)[0]["Plan"]["Plan Rows"])
-
-
-def fixed_choices_filter(field: str, title: str, choices) -> type[admin.SimpleListFilter]:
-    """A filter on `field` with fixed choices (the default asks the table for them)."""
-
-    class ChoicesFilter(admin.SimpleListFilter):
-        parameter_name = field
-
-        def lookups(self, request, model_admin):
-            return [(value, value) for value in choices]
-
-        def queryset(self, request, queryset):
-            if self.value():
-                return queryset.filter(**{field: self.value()})
-            return queryset
-
-    ChoicesFilter.title = title
-    ChoicesFilter.__name__ = f"{field.title()}Filter"
-    return ChoicesFilter
 
 
 class TimeframeFilter(admin.SimpleListFilter):
@@ -143,28 +80,6 @@ class PairFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TimeWindowFilter(admin.SimpleListFilter):
-    """The newest rows only, instead of a date drill-down (which reads every row's date)."""
-
-    title = "time"
-    parameter_name = "within"
-    WINDOWS = {
-        "1h": ("last hour", timedelta(hours=1)),
-        "1d": ("last 24 hours", timedelta(days=1)),
-        "7d": ("last 7 days", timedelta(days=7)),
-        "30d": ("last 30 days", timedelta(days=30)),
-    }
-
-    def lookups(self, request, model_admin):
-        return [(key, label) for key, (label, _) in self.WINDOWS.items()]
-
-    def queryset(self, request, queryset):
-        window = self.WINDOWS.get(self.value() or "")
-        if window:
-            return queryset.filter(timestamp__gte=timezone.now() - window[1])
-        return queryset
-
-
 def pair_search(queryset, term: str, trade_ids: bool = False):
     """`[exchange] symbol [trade id]`, exact: always on (exchange, symbol, ...) indexes. Without
     an exchange, the exchanges configured with that symbol (or, if none, all configured)."""
@@ -207,37 +122,8 @@ def trade_times(exchanges: list[str], symbol: str, trade_id: str) -> list:
         return [row[0] for row in cursor.fetchall()]
 
 
-def utc_with_milliseconds(moment) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-class BoundedChangeList(ChangeList):
-    """A list short enough for one page is still read with a LIMIT: rows keep arriving
-    between the count and the read."""
-
-    def get_ordering_field(self, field_name):
-        """Only the sortable columns, even in a hand-made ?o= (a sort on price reads all)."""
-        if self.sortable_by is not None and field_name not in self.sortable_by:
-            return None
-        return super().get_ordering_field(field_name)
-
-    def get_results(self, request) -> None:
-        super().get_results(request)
-        if not self.multi_page or self.show_all:
-            self.result_list = self.result_list[: self.list_max_show_all]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(LargeTableAdmin):
     """Stored data is written by collectors, rollups and retention only."""
-
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    list_per_page = 100
-
-    def get_changelist(self, request, **kwargs):
-        return BoundedChangeList
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -271,7 +157,7 @@ class MarketDataListAdmin(ReadOnlyAdmin):
 class RawTradeAdmin(MarketDataListAdmin):
     list_display = ["time", "exchange", "symbol", "trade_id", "side", "price", "size"]
     list_filter = [
-        TimeWindowFilter,
+        time_window_filter("timestamp"),
         PairFilter,
         fixed_choices_filter("side", "side", ["buy", "sell"]),
     ]
@@ -284,7 +170,7 @@ class RawTradeAdmin(MarketDataListAdmin):
 class MarketDataAdmin(MarketDataListAdmin):
     list_display = ["time", "exchange", "symbol", "data_type", "created"]
     list_filter = [
-        TimeWindowFilter,
+        time_window_filter("timestamp"),
         PairFilter,
         fixed_choices_filter("data_type", "data type", MARKET_DATA_TYPES),
     ]
@@ -311,7 +197,7 @@ class CandleAdmin(MarketDataListAdmin):
         "is_final",
     ]
     list_filter = [
-        TimeWindowFilter,
+        time_window_filter("timestamp"),
         PairFilter,
         TimeframeFilter,
     ]

@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from collectors.models import Exchange, TradingPair
-from marketdata.admin import COUNT_CAP, MAX_PAGES
+from collectors.models import CollectorStatus, Exchange, TradingPair
 from marketdata.models import Candle, MarketData, RawTrade
+from tcp_dashboard.admin_lists import COUNT_CAP, MAX_PAGES
 
 pytestmark = pytest.mark.django_db
 
@@ -190,3 +190,28 @@ def test_the_candle_list_shows_one_timeframe_at_a_time(staff_client, stored):
     assert timeframes(timeframe="all") == {"1m"}
     queries = big_table_queries(staff_client, changelist(Candle))
     assert all('"candles"."timeframe" = \'1m\'' in sql for sql in queries)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"q": "okx:BTC-USDT"}, {"status": "running", "within": "1d", "exchange": "okx"}]
+)
+def test_the_collector_status_history_is_listed_with_bounded_queries(staff_client, params):
+    CollectorStatus.objects.create(
+        name="okx:BTC-USDT",
+        exchange="okx",
+        symbol="BTC-USDT",
+        status="running",
+        should_be_running=True,
+        is_healthy=True,
+    )
+    with CaptureQueriesContext(connection) as captured:
+        response = staff_client.get(reverse("admin:collectors_collectorstatus_changelist"), params)
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 1
+    queries = [q["sql"] for q in captured.captured_queries if '"collector_status"' in q["sql"]]
+    assert queries
+    for sql in queries:
+        assert "DISTINCT" not in sql.upper(), sql
+        assert not re.search(r"date_trunc|django_date|EXTRACT\(", sql, re.I), sql
+        assert "LIMIT" in sql.upper(), sql
+        assert "UPPER(" not in sql.upper(), sql  # an exact name, which the index serves
