@@ -5,7 +5,7 @@ The throw-away database holds N trades over the last 30 days (daily partitions, 
 pairs on two exchanges and one configured pair with no data), N/2 order books and tickers
 and N/10 candles. Each page is fetched as a signed-in superuser through Django's whole
 request path (middleware, admin views, templates), three times; the slowest of the three
-is reported, and the slowest page last.
+is reported with the database's share of it, and the slowest page last.
 
     .venv/bin/python bench/admin.py [--rows 50000000] [--keep]
 
@@ -155,8 +155,9 @@ def main() -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from django.db import connections
+    from django.db import connection, connections
     from django.test import Client
+    from django.test.utils import CaptureQueriesContext
 
     from marketdata.models import RawTrade
 
@@ -173,18 +174,26 @@ def main() -> None:
         client.force_login(user)
         some_trade = RawTrade.objects.filter(timestamp__gte=end - timedelta(hours=1)).first()
         urls = [*pages(), f"/admin/marketdata/rawtrade/{some_trade.pk}/change/"]
+        for url in ("/admin/", urls[0]):  # templates compiled, URLs imported: not timed
+            client.get(url)
         timings = {}
         for url in urls:
-            seconds = []
+            seconds, database = [], []
             for _ in range(RUNS):
                 started = time.perf_counter()
-                response = client.get(url)
+                with CaptureQueriesContext(connection) as queries:
+                    response = client.get(url)
                 seconds.append(time.perf_counter() - started)
+                database.append(sum(float(query["time"]) for query in queries.captured_queries))
                 if response.status_code != 200:
                     raise RuntimeError(f"{url}: {response.status_code}")
             timings[url] = seconds
             median = statistics.median(seconds) * 1000
-            print(f"{max(seconds) * 1000:8.0f} ms  (median {median:.0f})  {url}", flush=True)
+            print(
+                f"{max(seconds) * 1000:8.0f} ms  (median {median:4.0f}, in the database "
+                f"{max(database) * 1000:4.0f})  {url}",
+                flush=True,
+            )
         slowest = max(timings, key=lambda url: max(timings[url]))
         print(
             f"{len(urls)} pages, {args.rows:,} trades, {args.rows // 2:,} market data rows, "
