@@ -10,6 +10,8 @@ log.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -237,7 +239,38 @@ class Health(APIView):
         tags=["health"],
     )
     def get(self, request: Request) -> Response:
-        report = system_health()
-        signed_in = bool(request.user and request.user.is_authenticated)
-        body = report.as_dict() if signed_in else report.summary()
-        return Response(body, status=200 if report.ok else 503)
+        if request.user and request.user.is_authenticated:
+            report = system_health()
+            return Response(report.as_dict(), status=200 if report.ok else 503)
+        body = anonymous_answer()
+        return Response(body, status=200 if body["status"] == "ok" else 503)
+
+
+class SharedSummary:
+    """The anonymous answer, computed at most once per API_HEALTH_CACHE_SECONDS in this
+    process for all anonymous callers together: many callers cost one check. Kept in the
+    process, not in Redis, so that it works the same when Redis is down."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.summary: dict | None = None
+        self.expires = 0.0
+
+    def get(self) -> dict:
+        seconds = settings.API_HEALTH_CACHE_SECONDS
+        with self.lock:  # callers that arrive during a check wait for its answer
+            if self.summary is None or time.monotonic() >= self.expires or seconds <= 0:
+                self.summary = system_health().summary()
+                self.expires = time.monotonic() + seconds
+            return self.summary
+
+    def clear(self) -> None:
+        with self.lock:
+            self.summary = None
+
+
+SHARED_SUMMARY = SharedSummary()
+
+
+def anonymous_answer() -> dict:
+    return SHARED_SUMMARY.get()

@@ -209,6 +209,9 @@ API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
 API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "120/minute")
 # Anonymous callers of /api/v1/health/, per address (signed-in users count as API users).
 API_THROTTLE_HEALTH = env_str("API_THROTTLE_HEALTH", "60/minute")
+# Anonymous callers of the health answer share one check per this many seconds (0: each
+# call checks), so many callers cost one check.
+API_HEALTH_CACHE_SECONDS = env_number("API_HEALTH_CACHE_SECONDS", 2.0)
 
 # Security against a hostile client (docs/security.md).
 # Reverse proxies in front of the web server that append to X-Forwarded-For. The client's

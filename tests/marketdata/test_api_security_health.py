@@ -7,10 +7,18 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from collectors.models import Exchange, TradingPair
+from tcp_dashboard.health import SHARED_SUMMARY
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/health/"
+
+
+@pytest.fixture(autouse=True)
+def fresh_answer():
+    SHARED_SUMMARY.clear()
+    yield
+    SHARED_SUMMARY.clear()
 
 
 @pytest.fixture
@@ -68,3 +76,17 @@ def test_the_anonymous_answer_is_small_with_thousands_of_pairs(redis_client):
     response = APIClient().get(URL)
     assert response.json()["collectors"] == {"expected": 2000, "unhealthy": 2000}
     assert len(response.content) < 200
+
+
+def test_anonymous_callers_share_one_check_for_a_few_seconds(settings, redis_client):
+    settings.API_HEALTH_CACHE_SECONDS = 60
+    first = APIClient().get(URL)
+    okx = Exchange.objects.create(name="okx", public_ws_url="wss://ws.okx.com:8443/ws/v5/public")
+    TradingPair.objects.create(exchange=okx, symbol="NEW-USDT")
+    again = APIClient(REMOTE_ADDR="10.2.0.2").get(URL)
+    assert again.status_code == first.status_code == 200
+    assert again.json() == first.json()
+    settings.API_HEALTH_CACHE_SECONDS = 0
+    fresh = APIClient(REMOTE_ADDR="10.2.0.3").get(URL)
+    assert fresh.status_code == 503
+    assert fresh.json()["collectors"] == {"expected": 1, "unhealthy": 1}
