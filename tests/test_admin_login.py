@@ -1,10 +1,15 @@
 """Sign-in lockout: repeated failures lock out the username and the address, on the
 admin's and the dashboard's login pages alike; others are not affected."""
 
+import subprocess
+import sys
+
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.test import Client
 from django.urls import reverse
+
+from tests.helpers import ROOT, service_env
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +93,21 @@ def test_the_defaults_are_documented_settings(settings):
     assert settings.AXES_LOCKOUT_PARAMETERS == ["username", "ip_address"]
     assert settings.AXES_COOLOFF_TIME == 15 / 60
     assert settings.AXES_VERBOSE is False
+
+
+def test_a_password_check_without_a_request_still_works(users):
+    assert authenticate(username="alice", password=PASSWORD) == users[0]
+    assert authenticate(username="alice", password="wrong") is None
+
+
+def test_the_start_up_prints_no_lockout_banner(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=service_env(LOG_LEVEL="INFO"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "AXES" not in done.stdout + done.stderr

@@ -110,7 +110,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [
     # First: refuses a locked-out username or address before the password is checked.
-    "axes.backends.AxesStandaloneBackend",
+    "tcp_dashboard.lockout.SignInLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 
