@@ -5,11 +5,13 @@ import logging
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError
+from django.test import RequestFactory
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from marketdata.api.errors import exception_handler
 from marketdata.api.throttles import LOCAL
+from tcp_dashboard.clients import client_address
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +121,21 @@ def test_when_redis_does_not_answer_the_limit_holds_in_the_process(low_rates, se
     alice = client_for("alice")
     assert [alice.get(URL).status_code for _ in range(4)] == [200, 200, 200, 429]
     LOCAL.clear()
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "client"),
+    [
+        (0, "203.0.113.7", "10.0.0.2"),  # no proxy: the header is the client's own words
+        (1, "1.2.3.4, 203.0.113.7", "203.0.113.7"),  # what our proxy appended
+        (2, "1.2.3.4, 203.0.113.7, 10.0.0.9", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.2"),  # fewer entries than proxies: not from them
+        (1, "not-an-address", "10.0.0.2"),
+    ],
+)
+def test_the_client_address_trusts_only_the_configured_proxies(
+    settings, proxies, forwarded, client
+):
+    settings.TRUSTED_PROXIES = proxies
+    request = RequestFactory().get(URL, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_address(request) == client
