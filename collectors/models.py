@@ -156,7 +156,11 @@ class CollectorStatus(models.Model):
         db_table = "collector_status"
         verbose_name_plural = "collector status"
         ordering = ["-recorded_at"]
-        indexes = [models.Index(fields=["name", "-recorded_at"], name="collector_status_name_idx")]
+        indexes = [
+            models.Index(fields=["name", "-recorded_at"], name="collector_status_name_idx"),
+            # The newest first (the admin's list) and retention's oldest, without a full scan.
+            models.Index(fields=["-recorded_at"], name="collector_status_time_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.status} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "collectors",
     "marketdata",
     "dashboard",
@@ -57,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tcp_dashboard.urls"
@@ -139,6 +142,12 @@ if not DB_POOL:
     DATABASES["default"]["CONN_MAX_AGE"] = DB_POOL_RECYCLE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before the password is checked.
+    "tcp_dashboard.lockout.SignInLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -236,6 +245,36 @@ API_MAX_PAGE_SIZE = env_number("API_MAX_PAGE_SIZE", 5000, minimum=1, cast=int)
 # Requests per user (anonymous: per address, when reads are public): N/second|minute|hour|day.
 API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
 API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "120/minute")
+# Anonymous callers of /api/v1/health/, per address (signed-in users count as API users).
+API_THROTTLE_HEALTH = env_str("API_THROTTLE_HEALTH", "60/minute")
+# Anonymous callers of the health answer share one check per this many seconds (0: each
+# call checks), so many callers cost one check.
+API_HEALTH_CACHE_SECONDS = env_number("API_HEALTH_CACHE_SECONDS", 2.0)
+
+# Security against a hostile client (docs/security.md).
+# Reverse proxies in front of the web server that append to X-Forwarded-For. The client's
+# address, which throttles and the login lockout key on, is taken from that header only
+# this many entries from its right; 0 (the default) ignores the header.
+TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, cast=int)
+# Sign-in lockout (django-axes) on the admin's and the dashboard's login pages: after
+# LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from one address, both are
+# refused (429) until LOGIN_LOCKOUT_MINUTES pass without another failure; a success does
+# not reset the count. `manage.py axes_reset` lifts every lockout.
+LOGIN_FAILURE_LIMIT = env_number("LOGIN_FAILURE_LIMIT", 5, minimum=1, cast=int)
+LOGIN_LOCKOUT_MINUTES = env_number("LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.01)
+# What a lockout counts by: "username", "ip_address", or both (each on its own).
+LOGIN_LOCKOUT_BY = env_list("LOGIN_LOCKOUT_BY", "username,ip_address")
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = LOGIN_LOCKOUT_BY
+AXES_CLIENT_IP_CALLABLE = "tcp_dashboard.clients.client_address"
+AXES_RESET_ON_SUCCESS = False
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False  # no start-up banner on the console
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+for _name in LOGIN_LOCKOUT_BY:
+    if _name not in ("username", "ip_address"):
+        raise ImproperlyConfigured(f"LOGIN_LOCKOUT_BY: {_name!r} is not username or ip_address")
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -254,7 +293,14 @@ REST_FRAMEWORK = {
         "marketdata.api.throttles.UserThrottle",
         "marketdata.api.throttles.AnonThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": API_THROTTLE_USER,
+        "anon": API_THROTTLE_ANON,
+        "health": API_THROTTLE_HEALTH,
+    },
+    # The throttles find the client with tcp_dashboard.clients (TRUSTED_PROXIES); DRF's own
+    # lookup is told the same, for anything else that asks it.
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "EXCEPTION_HANDLER": "marketdata.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
