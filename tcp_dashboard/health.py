@@ -63,11 +63,13 @@ class HealthReport:
         }
 
     def summary(self) -> dict:
-        """What anyone may see: the status and counts, no names and no details."""
-        failing = sum(not check.ok for check in self.checks.values())
+        """What anyone may see: the status, the counts and which of the fixed checks
+        (database, redis, ...) fail; no collector names and no details. The names let an
+        operator see a database outage even when signing in needs that database."""
+        failing = [name for name, check in self.checks.items() if not check.ok]
         answer = {
             "status": self.status,
-            "checks": {"total": len(self.checks), "failing": failing},
+            "checks": {"total": len(self.checks), "failing": len(failing), "names": failing},
         }
         for name, check in self.checks.items():
             if check.counts is not None:
@@ -218,8 +220,12 @@ HEALTH_SUMMARY = {
         "status": {"type": "string", "enum": ["ok", "unhealthy"]},
         "checks": {
             "type": "object",
-            "properties": {"total": COUNT, "failing": COUNT},
-            "required": ["total", "failing"],
+            "properties": {
+                "total": COUNT,
+                "failing": COUNT,
+                "names": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["total", "failing", "names"],
         },
         "collectors": {
             "type": "object",
