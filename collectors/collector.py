@@ -38,7 +38,10 @@ from tcp_dashboard.logs.traces import POINTS, trace_points
 logger = logging.getLogger(__name__)
 
 BACKPRESSURE_TICK = 0.25  # seconds between checks (and heartbeats) while storage is full
-BACKPRESSURE_LIMIT = 30.0  # seconds a receiver waits for storage before dropping its connection
+# Seconds a receiver waits for storage before dropping its connection. A real exchange
+# drops a client that stops reading well before this; the limit is for a peer that keeps
+# buffering for us, which loses nothing while we wait (docs/collectors.md, Storage).
+BACKPRESSURE_LIMIT = 120.0
 STOP_FLUSH_TIMEOUT = 30.0  # seconds a graceful stop waits for the sink to commit
 
 
