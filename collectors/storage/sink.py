@@ -110,7 +110,7 @@ class StorageSink:
         name: str = "default",
         buffer_size: int = 1000,
         flush_interval: float | None = None,  # default: settings.COLLECTOR_FLUSH_INTERVAL
-        max_memory_rows: int = 200_000,
+        max_memory_rows: int | None = None,  # default: settings.COLLECTOR_MAX_MEMORY_ROWS
         spill_dir: Path | None = None,
         database: dict | None = None,
         on_commit: Callable[[list[MarketDataPoint], float], None] | None = None,
@@ -118,6 +118,8 @@ class StorageSink:
     ) -> None:
         if flush_interval is None:
             flush_interval = float(settings.COLLECTOR_FLUSH_INTERVAL)
+        if max_memory_rows is None:
+            max_memory_rows = int(settings.COLLECTOR_MAX_MEMORY_ROWS)
         if not NAME_PATTERN.match(name):
             raise ValueError(f"a sink name is a file name (letters, digits, . _ -), not {name!r}")
         if buffer_size < 1 or max_memory_rows < 2 or flush_interval <= 0 or retry_delay <= 0:
