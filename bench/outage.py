@@ -14,9 +14,15 @@ generated:
   generated   trades the exchange made in that range
   sent        trades it wrote to the collector's WebSocket
   stored      trades in raw_trades
-  gap-filled  stored but never sent on the WebSocket: fetched over REST by a gap-fill
+  gap-filled  data points the collector had beyond the messages it received (the
+              simulator sends one trade a message): fetched over REST by a gap-fill
   lost        generated but not stored
-and the collect command's own storage line and exit code.
+and the collect command's own summary, storage line and exit code.
+
+The simulator keeps buffering for a client that stopped reading, so by default nothing
+needs a gap-fill; --exchange-drops has it drop the connection halfway through the cut,
+as a real exchange drops a slow client, and the gap-fill (OKX: the recent trades and up
+to 20 pages of 100 older ones, TRADE_BACKFILL_PAGES) fetches what it can.
 
     .venv/bin/python bench/outage.py [--rate 3000] [--cut 60] [--instruments 1]
 
@@ -28,6 +34,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,7 +190,13 @@ def run(args) -> None:
             time.sleep(args.warmup)
             print(f"cutting the database for {args.cut:g}s")
             proxy.cut()
-            time.sleep(args.cut)
+            if args.exchange_drops:
+                time.sleep(args.cut / 2)
+                print("the exchange drops the connection (its client stopped reading)")
+                rest(simulator, "/_sim/fault", {"kind": "drop"})
+                time.sleep(args.cut / 2)
+            else:
+                time.sleep(args.cut)
             proxy.restore()
             print(f"database back; {args.after:g}s more, then the instruments pause")
             time.sleep(args.after)
@@ -214,13 +227,17 @@ def run(args) -> None:
         f" {drops} connections dropped for storage"
     )
     first = {inst_id: first_stored_id(inst_id) for inst_id in instruments}
+    counts = {
+        match[1]: int(match[3]) - int(match[2])
+        for match in re.finditer(r"^okx:(\S+): (\d+) messages, (\d+) data points", output, re.M)
+    }
     for inst_id in instruments:
         generated = last[inst_id] - first[inst_id] + 1
         sent = sent_after[inst_id] - sent_before.get(inst_id, 0)
         stored = stored_ids(inst_id, first[inst_id], last[inst_id])
         print(
             f"{inst_id}: generated {generated:,}, sent {sent:,}, stored {stored:,},"
-            f" gap-filled {max(0, stored - sent):,}, lost {generated - stored:,}"
+            f" gap-filled {counts.get(inst_id, 0):,}, lost {generated - stored:,}"
         )
 
 
@@ -233,6 +250,12 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=30.0)
     parser.add_argument(
         "--settle", type=float, default=10.0, help="Seconds without a new row: caught up."
+    )
+    parser.add_argument(
+        "--exchange-drops",
+        action="store_true",
+        help="Halfway through the cut, the simulator drops its connections, as an exchange"
+        " drops a client that stopped reading (the simulator itself keeps buffering).",
     )
     parser.add_argument(
         "--memory-rows",
