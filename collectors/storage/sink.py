@@ -1,10 +1,11 @@
 """StorageSink: batches data points into raw_trades and market_data, through database outages.
 
 Collector threads call `put()`; one writer thread owns the database connection and
-commits in groups: when it is idle, whatever is pending is committed at once; while it
-writes, rows pile up and the next batch takes all of them, so batches grow with the
-backlog. `flush_interval` (COLLECTOR_FLUSH_INTERVAL) is only a ceiling on how long a
-row waits for the writer to look at it, never a wait before writing.
+commits in groups. When it is idle, whatever is pending is committed at once. Under load
+(a tenth of `buffer_size` or more rows arrived while it committed) it lets the next batch
+fill up to `buffer_size`, but never holds a row longer than `flush_interval`
+(COLLECTOR_FLUSH_INTERVAL) after it arrived: batches grow with the backlog, a commit's
+fixed cost is shared by more rows, and the interval is a ceiling, never a floor.
 Points become row tuples of strings at `put()` time, so a bad point is dropped on its
 own and never poisons a batch. While the database is away, batches are kept and
 retried whole (trades are idempotent through their unique key); beyond
@@ -133,6 +134,7 @@ class StorageSink:
         self.spill_dir = Path(spill_dir or settings.COLLECTOR_SPILL_DIR) / name
         self._backend = backend_for(database or settings.DATABASES["default"], name)
         self._batch_rows = max(buffer_size, MIN_BATCH_ROWS)
+        self._load_rows = max(2, buffer_size // 10)
 
         self._cond = threading.Condition()
         self._pending: deque[Row] = deque()
@@ -142,6 +144,9 @@ class StorageSink:
         self._spill_files: list[SpillFile] = []  # in replay order
         self._spilling = False
         self._spill_in_hand = 0
+        self._first_pending_at = 0.0  # when the oldest row in memory arrived
+        self._under_load = False  # many rows came while the last batch was committed
+        self._flush_seq = 0  # flush() waits for rows up to here: write them without delay
         self._thread: threading.Thread | None = None
         self._spiller: threading.Thread | None = None
         self._lock_file = None
@@ -280,6 +285,7 @@ class StorageSink:
                     return True
                 return give_up_when_down and self._outage_since is not None
 
+            self._flush_seq = max(self._flush_seq, target)
             self._cond.notify_all()
             return self._cond.wait_for(over, timeout) and self._done_seq >= target
 
@@ -349,6 +355,8 @@ class StorageSink:
         before = len(pending)
         pending.extend(rows)
         self._next_seq += len(rows)
+        if not before:
+            self._first_pending_at = time.monotonic()
         if not before or before <= self.max_memory_rows < len(pending):
             self._cond.notify_all()
 
@@ -436,6 +444,7 @@ class StorageSink:
         self._head_seq += base
         self._next_seq += base
         self._done_seq += base
+        self._flush_seq += base
         self._spill_files.extend(files)
         self._rows_recovered += recovered
         self._unstored += recovered
@@ -572,12 +581,12 @@ class StorageSink:
                 if self._spill_files:
                     spill = self._spill_files[0]
                     break
-                if self._pending:
+                wait = self._memory_wait()
+                if wait == 0:
                     return self._take_from_memory()
-                if self._stopped:
+                if wait is None and self._stopped:
                     return None
-                # Idle: the next put() wakes it; flush_interval bounds a missed wake-up.
-                self._cond.wait(self.flush_interval)
+                self._cond.wait(wait)
         try:
             return self._read_spill(spill)
         except OSError as error:
@@ -587,6 +596,20 @@ class StorageSink:
                 self._spill_files.remove(spill)
             return self._next_batch()
 
+    def _memory_wait(self) -> float | None:
+        """Seconds until memory rows are due: 0 when due now, None when there are none."""
+        pending = len(self._pending)
+        if not pending:
+            return None
+        if (
+            not self._under_load
+            or self._stopped
+            or pending >= self.buffer_size
+            or self._flush_seq > self._head_seq
+        ):
+            return 0
+        return max(0.0, self._first_pending_at + self.flush_interval - time.monotonic())
+
     def _take_from_memory(self) -> Batch:
         """Everything pending, up to a batch: one row when idle, the backlog under load."""
         pending = self._pending
@@ -595,6 +618,8 @@ class StorageSink:
         rows = [pending.popleft() for _ in range(count)]
         first_seq = self._head_seq
         self._head_seq += count
+        if pending:
+            self._first_pending_at = time.monotonic()  # the rest are treated as new
         if full:
             self._cond.notify_all()  # room again for a paused receiver
         return Batch(rows, first_seq, first_seq + count)
@@ -692,6 +717,7 @@ class StorageSink:
                 self._rows_rejected += len(outcome.rejected)
                 self._batches += 1
             self._unstored -= len(batch.rows)
+            self._under_load = len(self._pending) >= self._load_rows
             self._done_seq = max(self._done_seq, batch.end_seq)
             self._database_ok = True
             outage_since, self._outage_since = self._outage_since, None

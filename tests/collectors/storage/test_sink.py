@@ -322,7 +322,10 @@ def test_it_keeps_every_trade_through_a_ten_second_outage_spilling_to_disk(
     stats = sink.stats()
     assert saw_outage
     assert spilled_during_outage > 0
-    assert peak_memory <= limit + 11  # one put() may land before the spill
+    # The spill thread catches up with put() (which never waits), well within the bound
+    # beyond which put() would shed.
+    assert peak_memory < 2 * limit
+    assert stats["rows_shed"] == 0
     assert stats["write_failures"] > 0
     assert stats["pending_rows"] == stats["spill_files"] == 0
     assert stats_add_up(stats)
