@@ -248,6 +248,8 @@ class StorageSink:
 
     def wait_for_room(self, timeout: float | None = None) -> bool:
         """Wait until has_room(); False if not within the timeout."""
+        if self._has_room():  # called for every frame: no lock on the way through
+            return True
         with self._cond:
             return self._cond.wait_for(self._has_room, timeout)
 
