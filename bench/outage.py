@@ -228,7 +228,7 @@ def run(args) -> None:
     )
     first = {inst_id: first_stored_id(inst_id) for inst_id in instruments}
     counts = {
-        match[1]: int(match[3]) - int(match[2])
+        match[1]: max(0, int(match[3]) - int(match[2]))
         for match in re.finditer(r"^okx:(\S+): (\d+) messages, (\d+) data points", output, re.M)
     }
     for inst_id in instruments:
