@@ -247,3 +247,24 @@ class ExchangeRetention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.exchange.name} {self.kind}: {self.days} days"
+
+
+class ReplayedSpillFile(models.Model):
+    """A storage sink's spill file whose rows were committed (collectors.storage.sink).
+
+    Written in the transaction that stores the rows, so a file left on disk by a process
+    that died before deleting it is recognised and never stored twice.
+    """
+
+    sink = models.CharField(max_length=100)
+    file_name = models.CharField(max_length=100)
+    replayed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "storage_replayed_spill_files"
+        constraints = [
+            models.UniqueConstraint(fields=["sink", "file_name"], name="replayed_spill_file_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sink}/{self.file_name}"

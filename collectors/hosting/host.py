@@ -109,6 +109,15 @@ class LeaseFence:
     def flush(self, timeout: float | None = None) -> bool:
         return self.sink.flush(timeout)
 
+    def flush_unless_down(self, timeout: float | None = None) -> bool:
+        return getattr(self.sink, "flush_unless_down", self.sink.flush)(timeout)
+
+    def wait_for_room(self, timeout: float | None = None) -> bool:
+        return self.sink.wait_for_room(timeout)
+
+    def problem(self) -> str:
+        return self.sink.problem()
+
 
 class CollectorHost:
     """Runs collectors in this process, each under its Redis lease."""

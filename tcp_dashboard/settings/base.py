@@ -354,8 +354,12 @@ COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")
 # COLLECTOR_HEARTBEAT_INTERVAL seconds (at most half the lease).
 COLLECTOR_LEASE_TTL = env_number("COLLECTOR_LEASE_TTL", 15.0, minimum=0.5)
 COLLECTOR_HEARTBEAT_INTERVAL = env_number("COLLECTOR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
-# Seconds the storage sink lets the oldest unwritten row wait before writing its batch.
+# The storage sink commits what is pending as soon as its writer is free; this is only the
+# longest its writer sleeps between looks (a ceiling, never a wait before writing).
 COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=0.001)
+# Rows the storage sink keeps in memory while the database is away; beyond, it spills to
+# COLLECTOR_SPILL_DIR, and when that fails too the collectors stop reading (docs/collectors.md).
+COLLECTOR_MAX_MEMORY_ROWS = env_number("COLLECTOR_MAX_MEMORY_ROWS", 200_000, minimum=2, cast=int)
 # A collector that starts fills in the trades its market made since the newest one stored,
 # if that one is at most this many seconds old (a failover, a restart); else it takes the
 # exchange's recent trades only.

@@ -40,5 +40,9 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         names = ", ".join(c.name for c in configs)
         self.stdout.write(f"collecting {names}" + (f" for {duration:g}s" if duration else ""))
-        for summary in run_collectors(configs, duration=duration, stop=stop):
+        report = run_collectors(configs, duration=duration, stop=stop)
+        for summary in report.collectors:
             self.stdout.write(summary.line())
+        self.stdout.write(report.storage_line())
+        if report.rows_lost:
+            raise CommandError(f"{report.rows_lost} rows received were lost", returncode=3)

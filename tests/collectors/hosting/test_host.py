@@ -225,16 +225,14 @@ def test_a_heartbeat_interval_longer_than_half_the_lease_is_refused(hosting_redi
 # the host in a real worker ----------------------------------------------------------------
 
 
-def test_a_worker_stops_its_collectors_and_flushes_their_data_on_warm_shutdown(
+def test_a_worker_stops_its_collectors_and_keeps_their_data_on_warm_shutdown(
     processes, simulator, hosting_redis
 ):
     configure_exchange(simulator, {"BTC-USDT": True})
-    # Nothing is written before the shutdown unless the shutdown flushes it.
-    node = processes.collector_worker("warm", COLLECTOR_FLUSH_INTERVAL="300")
+    node = processes.collector_worker("warm")
     processes.wait_ready(node)
     assert send_start(BTC).get(timeout=30)["outcome"] == "started"
     wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, timeout=10, message="trades")
-    assert stored_trade_ids("BTC-USDT") == []
     paused_at = datetime.now(UTC)
     simulator.fault("pause", inst_id="BTC-USDT")
     wait_for_quiet(hosting_redis, BTC, since=paused_at)
