@@ -1,7 +1,8 @@
 """Reading settings from environment variables, with errors that name the variable."""
 
 import os
-from urllib.parse import parse_qs, unquote, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -76,3 +77,105 @@ def database_from_url(url: str, *, pool: dict | None = None) -> dict:
     raise ImproperlyConfigured(
         f"DATABASE_URL must start with postgresql:// or sqlite:///, not {parts.scheme!r}://"
     )
+
+
+# The checkout's .env file ----------------------------------------------------------------
+# `make run` records what it chose (database, Redis) in the checkout's .env, so every
+# manage.py command in that checkout, in any shell, uses the same services. Real
+# environment variables always win over the file; ENV_FILE names another file, and an
+# empty ENV_FILE reads none.
+
+ENV_FILE_HEADER = (
+    "# Written by `make run` (manage.py runstack): the services it chose, read by every\n"
+    "# manage.py command in this checkout. Real environment variables win over this file.\n"
+)
+loaded_from_file: set[str] = set()  # the names this process took from the file
+
+
+def env_file_path(base_dir: Path) -> Path | None:
+    """The .env file settings read: ENV_FILE, else the checkout's .env; None when disabled."""
+    value = os.environ.get("ENV_FILE")
+    if value is None:
+        return base_dir / ".env"
+    return Path(value) if value else None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines; blank lines, comments and `export ` prefixes are allowed."""
+    values = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return values
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name.isidentifier():
+            raise ImproperlyConfigured(f"{path}, line {number}: not NAME=value: {line[:40]!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name] = value
+    return values
+
+
+def load_env_file(path: Path | None) -> dict[str, str]:
+    """Put the file's variables into os.environ where they are not set already."""
+    if path is None:
+        return {}
+    taken = {}
+    for name, value in read_env_file(path).items():
+        if name not in os.environ:
+            os.environ[name] = value
+            loaded_from_file.add(name)
+            taken[name] = value
+    return taken
+
+
+def explicit_environ() -> dict[str, str]:
+    """os.environ without what came from the .env file: what the caller really set."""
+    return {name: value for name, value in os.environ.items() if name not in loaded_from_file}
+
+
+def update_env_file(path: Path, values: dict[str, str]) -> None:
+    """Set these variables in the file, keeping its other lines (an operator's own)."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    left = dict(values)
+    kept = []
+    for line in lines:
+        name = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if name in left:
+            kept.append(f"{name}={left.pop(name)}")
+        elif line.strip() not in ENV_FILE_HEADER.splitlines():
+            kept.append(line)
+    body = "\n".join([*kept, *(f"{name}={value}" for name, value in left.items())])
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(ENV_FILE_HEADER + body.strip("\n") + "\n", encoding="utf-8")
+    temporary.chmod(0o600)  # it may hold database passwords
+    os.replace(temporary, path)
+
+
+# SQLite files are created by the commands that set them up, never by the first reader ------
+
+CREATING_COMMANDS = {"migrate", "runstack"}
+
+
+def may_create_sqlite(argv: list[str]) -> bool:
+    """Only `manage.py migrate` and `manage.py runstack` may create an SQLite file: any other
+    command on a missing file would make an empty one and then fail on a missing table."""
+    return len(argv) > 1 and Path(argv[0]).name == "manage.py" and argv[1] in CREATING_COMMANDS
+
+
+def sqlite_open_existing(database: dict) -> None:
+    """Open the entry's SQLite file read-write without creating it (a URI with mode=rw)."""
+    uri = f"file:{quote(str(Path(database['NAME']).resolve()))}?mode=rw"
+    database["OPTIONS"]["database"] = uri
+
+
+def missing_sqlite_file(database: dict) -> Path | None:
+    if not database["ENGINE"].endswith("sqlite3"):
+        return None
+    path = Path(database["NAME"])
+    return None if path.exists() else path
