@@ -1,4 +1,9 @@
-"""`manage.py collect [--config FILE]`: run collectors in the foreground, without Celery."""
+"""`manage.py collect [--config FILE]`: run collectors in the foreground, without Celery.
+
+Without --config it is the embedded host (collectors.hosting.embedded): it follows the
+trading pairs in the database while it runs, and reports their status in VAR_DIR, where
+the admin, the API and `manage.py collectors` read it when there is no Redis.
+"""
 
 import signal
 import threading
@@ -7,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from collectors.config.files import load_exchange_config_file
 from collectors.config.schema import ConfigError, collector_configs
-from collectors.config.store import collector_configs_from_db
+from collectors.hosting.embedded import EmbeddedHost
 from collectors.hosting.runner import run_collectors
 
 
@@ -24,21 +29,22 @@ class Command(BaseCommand):
     def handle(self, *args, config: str | None, duration: float | None, **options):
         if duration is not None and duration <= 0:
             raise CommandError(f"--duration must be positive, not {duration}")
-        source = config or "the database"
-        try:
-            configs = (
-                collector_configs(load_exchange_config_file(config))
-                if config
-                else collector_configs_from_db()
-            )
-        except (ConfigError, OSError) as error:
-            raise CommandError(f"{source}: {error}") from None
-        if not configs:
-            raise CommandError(f"{source}: no enabled trading pair to collect")
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+        until = f" for {duration:g}s" if duration else ""
+        if config is None:
+            self.stdout.write(f"collecting the enabled trading pairs in the database{until}")
+            for summary in EmbeddedHost().run(stop, duration):
+                self.stdout.write(summary.line())
+            return
+        try:
+            configs = collector_configs(load_exchange_config_file(config))
+        except (ConfigError, OSError) as error:
+            raise CommandError(f"{config}: {error}") from None
+        if not configs:
+            raise CommandError(f"{config}: no enabled trading pair to collect")
         names = ", ".join(c.name for c in configs)
-        self.stdout.write(f"collecting {names}" + (f" for {duration:g}s" if duration else ""))
+        self.stdout.write(f"collecting {names}{until}")
         for summary in run_collectors(configs, duration=duration, stop=stop):
             self.stdout.write(summary.line())
