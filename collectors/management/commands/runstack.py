@@ -152,6 +152,20 @@ def simulated_exchanges(first_port: int) -> list[Simulated]:
     return found
 
 
+def with_stored_symbols(simulated: list[Simulated], dumped: str) -> list[Simulated]:
+    """Each simulator serves every pair stored for its exchange (the operator may have
+    added some in the admin since the file was first loaded), the file's too."""
+    stored = {config["exchange"]: config["trading_pairs"] for config in json.loads(dumped)}
+    found = []
+    for exchange in simulated:
+        symbols = [pair["symbol"] for pair in stored.get(exchange.exchange, [])]
+        extra = [symbol for symbol in symbols if symbol not in exchange.symbols]
+        found.append(
+            Simulated(exchange.exchange, exchange.port, exchange.config, exchange.symbols + extra)
+        )
+    return found
+
+
 def web_server(bind: str, workers: int = 2) -> list[str]:
     """The web server: gunicorn's own ASGI workers, for the dashboard's live streams (async
     views, docs/dashboard.md). Open streams get 5 s to end on a stop; browsers reconnect."""
@@ -338,6 +352,7 @@ class Command(BaseCommand):
             self.log(
                 self.setup(env, "load_exchange_config", "--keep-existing", str(exchange.config))
             )
+        simulated = with_stored_symbols(simulated, self.setup(env, "dump_exchange_config"))
         admin_line = self.setup(env, "ensure_admin").splitlines()[-1]
         stopping = []
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -350,16 +365,7 @@ class Command(BaseCommand):
             supervisor.start_all()
             if env.get("REDIS_URL"):
                 # Reconcile now rather than at beat's first tick, so data arrives within seconds.
-                for exchange in simulated:
-                    for symbol in exchange.symbols:
-                        self.setup(
-                            env,
-                            "collectors",
-                            "start",
-                            "--wait",
-                            "0",
-                            f"{exchange.exchange}:{symbol}",
-                        )
+                self.log(self.setup(env, "collectors", "reconcile").splitlines()[0])
                 self.log(f"Flower: http://127.0.0.1:{flower_port}/")
             self.log(f"dashboard: http://{addr}/ (sign in as admin)")
             self.log(f"admin: http://{addr}/admin/  {admin_line}")
