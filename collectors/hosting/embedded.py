@@ -19,6 +19,7 @@ they do hosted ones. One host per VAR_DIR: a second one would collect the same p
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -143,6 +144,10 @@ def take_requests(directory: Path | None = None) -> list[dict[str, str]]:
 # the host ---------------------------------------------------------------------------------
 
 
+class AlreadyRunning(RuntimeError):
+    """Another embedded host follows the same database from the same VAR_DIR."""
+
+
 @dataclass(slots=True)
 class Running:
     collector: BaseDataCollector
@@ -171,7 +176,27 @@ class EmbeddedHost:
         self._background: set[asyncio.Task] = set()
 
     def run(self, stop: threading.Event, duration: float | None = None) -> list[CollectorSummary]:
-        """Follow the database until `stop` is set or `duration` passes; then stop all."""
+        """Follow the database until `stop` is set or `duration` passes; then stop all.
+
+        AlreadyRunning when another embedded host runs with the same VAR_DIR.
+        """
+        with self._only_host():
+            return self._run(stop, duration)
+
+    def _only_host(self):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = (self.directory / "embedded.lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise AlreadyRunning(
+                f"another embedded collector process runs with {self.directory} "
+                "(one per VAR_DIR, or the pairs would be collected twice)"
+            ) from None
+        return lock  # closing it (leaving the with block) releases the lock
+
+    def _run(self, stop: threading.Event, duration: float | None) -> list[CollectorSummary]:
         if self.sink is None:
             self.sink = build_sink(collector_configs_from_db(), name="collect")
         if self._own_sink:

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from collectors.config.files import load_exchange_config_file
 from collectors.config.schema import ConfigError, collector_configs
-from collectors.hosting.embedded import EmbeddedHost
+from collectors.hosting.embedded import AlreadyRunning, EmbeddedHost
 from collectors.hosting.runner import run_collectors
 
 
@@ -35,7 +35,11 @@ class Command(BaseCommand):
         until = f" for {duration:g}s" if duration else ""
         if config is None:
             self.stdout.write(f"collecting the enabled trading pairs in the database{until}")
-            for summary in EmbeddedHost().run(stop, duration):
+            try:
+                summaries = EmbeddedHost().run(stop, duration)
+            except AlreadyRunning as error:
+                raise CommandError(str(error)) from None
+            for summary in summaries:
                 self.stdout.write(summary.line())
             return
         try:

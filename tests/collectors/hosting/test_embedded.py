@@ -236,3 +236,37 @@ def test_requests_are_taken_once_in_the_order_they_were_made(tmp_path, settings)
     taken = embedded.take_requests()
     assert [(r["action"], r["name"]) for r in taken] == [("restart", OKX_BTC), ("start", OKX_ETH)]
     assert embedded.take_requests() == []
+
+
+def test_a_second_embedded_host_on_the_same_var_dir_refuses_to_start(tmp_path, settings):
+    settings.VAR_DIR = tmp_path
+    env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
+    env.update(
+        ENV_FILE="",
+        VAR_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        REDIS_URL="",
+    )
+    manage = [sys.executable, "manage.py"]
+    migrate = subprocess.run(
+        [*manage, "migrate", "--skip-checks"], cwd=ROOT, env=env, capture_output=True, timeout=120
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    first = subprocess.Popen([*manage, "collect"], cwd=ROOT, env=env, stdout=subprocess.PIPE)
+    try:
+        status_file = tmp_path / "collectors" / embedded.STATUS_FILE
+        wait_until(status_file.exists, 60, 0.2, message="the first host's status")
+        second = subprocess.run(
+            [*manage, "collect", "--duration", "5"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1
+        assert "another embedded collector process runs with" in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 0
