@@ -163,9 +163,12 @@ CREATING_COMMANDS = {"migrate", "runstack"}
 
 
 def may_create_sqlite(argv: list[str]) -> bool:
-    """Only `manage.py migrate` and `manage.py runstack` may create an SQLite file: any other
-    command on a missing file would make an empty one and then fail on a missing table."""
-    return len(argv) > 1 and Path(argv[0]).name == "manage.py" and argv[1] in CREATING_COMMANDS
+    """Of manage.py's commands, only migrate and runstack may create an SQLite file: any
+    other on a missing file would make an empty one and then fail on a missing table.
+    Other programs (celery, gunicorn, scripts) are left as Django makes them."""
+    if not argv or Path(argv[0]).name != "manage.py":
+        return True
+    return len(argv) > 1 and argv[1] in CREATING_COMMANDS
 
 
 def sqlite_open_existing(database: dict) -> None:
