@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_both_shipped_simulator_configurations_get_a_simulator_each():
 
 
 def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tmp_path):
-    web, simulator = free_port(), free_port()
+    web, simulator = free_port(), simulator_ports()
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
     env.update(
         VAR_DIR=str(tmp_path / "var"),
@@ -149,6 +150,19 @@ def test_a_part_that_keeps_failing_fast_stops_the_platform_with_a_clear_message(
     assert steady.restarts == 0
 
 
+def simulator_ports() -> int:
+    """The first of two consecutive free ports (runstack gives the second exchange the next)."""
+    for _ in range(50):
+        first = free_port()
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+        return first
+    raise AssertionError("no two consecutive free ports")
+
+
 def stack_env(tmp_path, database_url: str, redis_url: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG"}}
     env.update(
@@ -167,7 +181,7 @@ class Stack:
     """`manage.py runstack` in a child process, its output collected line by line."""
 
     def __init__(self, env: dict[str, str], tmp_path) -> None:
-        self.web, self.simulator, self.flower = free_port(), free_port(), free_port()
+        self.web, self.simulator, self.flower = free_port(), simulator_ports(), free_port()
         command = [sys.executable, "manage.py", "runstack", "--addr", f"127.0.0.1:{self.web}"]
         command += ["--simulator-port", str(self.simulator), "--rate", "20"]
         command += ["--flower-port", str(self.flower)]

@@ -102,7 +102,7 @@ def service_lines(env: dict[str, str]) -> list[str]:
     """One line each for the database, the broker and Redis the parts use, without passwords."""
     database = env["DATABASE_URL"]
     if database.startswith("sqlite"):
-        database_line = f"database: SQLite file {urlsplit(database).path}"
+        database_line = f"database: SQLite file {urlsplit(database).path[1:]}"
     else:
         database_line = f"database: PostgreSQL {without_password(database)}"
     redis_url = env.get("REDIS_URL", "")

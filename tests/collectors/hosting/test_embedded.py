@@ -18,6 +18,7 @@ import requests
 
 from collectors.hosting import embedded
 from collectors.hosting.heartbeat import Heartbeat
+from tests.collectors.test_runstack import simulator_ports
 from tests.helpers import ROOT, free_port, wait_until
 
 OKX_BTC, OKX_ETH, OKX_NEW = "okx:BTC-USDT", "okx:ETH-USDT", "okx:UNI-USD-SWAP"
@@ -38,7 +39,7 @@ class EmbeddedStack:
             "REDIS_URL": "",
         }
         command = [sys.executable, "manage.py", "runstack", "--addr", f"127.0.0.1:{self.web}"]
-        command += ["--simulator-port", str(free_port()), "--rate", "20"]
+        command += ["--simulator-port", str(simulator_ports()), "--rate", "20"]
         self.log_path = tmp_path / "runstack.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
@@ -125,6 +126,7 @@ def messages_of(html: str) -> list[str]:
 def test_embedded_collectors_follow_the_database_and_are_operated_like_hosted_ones(stack):
     wait_until(lambda: stack.trades("BTC-USDT") >= 5, 120, 0.5, message="BTC trades")
     assert "Redis: none (collector status kept in a file under VAR_DIR)" in stack.output()
+    assert f"database: SQLite file {stack.database}\n" in stack.output()
 
     # A second shell finds the same database and the collectors' status, without Redis.
     token_run = stack.manage("drf_create_token", "admin")
