@@ -15,7 +15,13 @@ import psycopg
 import pytest
 import redis
 
-from collectors.management.commands.runstack import Child, Simulated, Supervisor, parts
+from collectors.management.commands.runstack import (
+    Child,
+    Simulated,
+    Supervisor,
+    parts,
+    service_lines,
+)
 from tests.helpers import ROOT, free_port, wait_until
 
 OKX = Simulated("okx", 8765, Path("okx.json"), ["BTC-USDT", "SOL-USDT"])
@@ -90,6 +96,21 @@ def test_on_embedded_defaults_trades_reach_the_database_and_the_admin_answers(tm
     assert "okx:BTC-USDT:" in output  # the collectors' summary on the way out
     assert "binance:BTCUSDT:" in output
     assert "runstack: stopped" in output
+
+
+def test_it_names_the_database_broker_and_redis_it_uses_without_passwords():
+    lines = service_lines(
+        {
+            "DATABASE_URL": "postgresql://trader:s3cret-pass@db.internal:6543/market",
+            "REDIS_URL": "redis://:r3dis-pass@cache:6379/2",
+            "VAR_DIR": "/srv/var",
+        }
+    )
+    assert lines == [
+        "database: PostgreSQL postgresql://trader:***@db.internal:6543/market",
+        "broker: redis://:***@cache:6379/2",
+        "Redis: redis://:***@cache:6379/2 (leases, heartbeats, live data)",
+    ]
 
 
 # supervision ---------------------------------------------------------------------------------

@@ -210,6 +210,33 @@ def test_embedded_collectors_follow_the_database_and_are_operated_like_hosted_on
     page = session.get(changelist, timeout=30)
     assert '<td class="field-state">running</td>' in page.text
 
+    # Unticking Enabled in the admin's list stops it, and the message says how.
+    new_pk = re.search(
+        r'href="/admin/collectors/tradingpair/(\d+)/change/[^"]*">UNI-USD-SWAP', page.text
+    )[1]
+    page = session.post(
+        changelist,
+        {
+            "form-TOTAL_FORMS": "1",
+            "form-INITIAL_FORMS": "1",
+            "form-0-id": new_pk,
+            "_save": "Save",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": changelist},
+        timeout=30,
+    )
+    assert (
+        "saved; the embedded collectors (manage.py collect) follow the database and apply "
+        "it within 2 s." in messages_of(page.text)
+    ), messages_of(page.text)
+    wait_until(
+        lambda: collector(stack, token, OKX_NEW).get("status") == "stopped",
+        30,
+        0.5,
+        message="the new pair stopped",
+    )
+
     assert stack.stop() == 0
     output = stack.output()
     assert "okx:BTC-USDT:" in output  # the collectors' summary on the way out
