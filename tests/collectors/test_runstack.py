@@ -276,16 +276,25 @@ def test_a_killed_collector_worker_is_restarted_and_trades_flow_again(tmp_path, 
         )
         # A second shell with nothing set finds the same services through .env.
         shell = {key: env[key] for key in ("PATH", "HOME", "LANG", "ENV_FILE") if key in env}
-        status = subprocess.run(
-            [sys.executable, "manage.py", "collectors", "status", "okx:BTC-USDT"],
-            cwd=ROOT,
-            env=shell,
-            capture_output=True,
-            text=True,
-            timeout=60,
+
+        def status() -> str:
+            done = subprocess.run(
+                [sys.executable, "manage.py", "collectors", "status", "okx:BTC-USDT"],
+                cwd=ROOT,
+                env=shell,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        wait_until(
+            lambda: status().startswith("okx:BTC-USDT: running on collectors@"),
+            90,
+            1,
+            message="okx:BTC-USDT running again, seen from a second shell",
         )
-        assert status.returncode == 0, status.stderr
-        assert status.stdout.startswith("okx:BTC-USDT: running on collectors@")
         code = stack.interrupt()
     finally:
         stack.kill()
@@ -293,6 +302,7 @@ def test_a_killed_collector_worker_is_restarted_and_trades_flow_again(tmp_path, 
     assert code == 0, output[-3000:]
     assert f"collector-worker (pid {victim}) exited with code -9; restarting it in 1s" in output
     assert "restarted collector-worker" in output
+    assert "after the collector worker's restart: Health check;" in output
     assert "giving up" not in output
     assert f"database: PostgreSQL {stack_database}" in output
     assert f"broker: {redis_url}" in output

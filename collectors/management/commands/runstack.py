@@ -254,6 +254,7 @@ class Supervisor:
         self.env = env
         self.log = log
         self.failed: str = ""  # why it gave up, if it did
+        self.restarted: list[str] = []  # the parts restarted since the caller last looked
 
     def spawn(self, child: Child) -> None:
         # Its own process group: a Ctrl-C reaches runstack, which stops the parts in order.
@@ -295,6 +296,7 @@ class Supervisor:
                 self.log(
                     f"restarted {child.name} (pid {child.process.pid}, restart {child.restarts})"
                 )
+                self.restarted.append(child.name)
         return True
 
     def running(self) -> dict[str, subprocess.Popen]:
@@ -369,7 +371,20 @@ class Command(BaseCommand):
                 self.log(f"Flower: http://127.0.0.1:{flower_port}/")
             self.log(f"dashboard: http://{addr}/ (sign in as admin)")
             self.log(f"admin: http://{addr}/admin/  {admin_line}")
-            while not stopping and supervisor.step(time.monotonic()):
+            reconcile_at = None
+            while not stopping and supervisor.step(now := time.monotonic()):
+                if "collector-worker" in supervisor.restarted:
+                    # The dead worker's leases expire after one TTL; reconcile then rather
+                    # than at the next scheduled health check.
+                    reconcile_at = now + float(settings.COLLECTOR_LEASE_TTL) + 1
+                supervisor.restarted.clear()
+                if reconcile_at is not None and now >= reconcile_at:
+                    reconcile_at = None
+                    try:
+                        answer = self.setup(env, "collectors", "reconcile").splitlines()[0]
+                    except CommandError as error:  # beat's next health check will do it
+                        answer = str(error).splitlines()[-1]
+                    self.log(f"after the collector worker's restart: {answer}")
                 time.sleep(0.5)
         finally:
             self.stop(supervisor.running())
