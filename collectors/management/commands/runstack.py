@@ -392,15 +392,20 @@ class Command(BaseCommand):
             raise CommandError(supervisor.failed)
 
     def stop(self, running: dict[str, subprocess.Popen]) -> None:
-        for process in running.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+        """Stop the parts, the simulators last: collectors stop without losing their
+        connections first, so what they received is stored and nothing reconnects."""
+        simulators = {n: p for n, p in running.items() if n.endswith("-simulator")}
+        others = {n: p for n, p in running.items() if n not in simulators}
         deadline = time.monotonic() + 60
-        for name, process in running.items():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self.log(f"{name} did not stop in time: killing it")
-                process.kill()
-                process.wait()
+        for group in (others, simulators):
+            for process in group.values():
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for name, process in group.items():
+                try:
+                    process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.log(f"{name} did not stop in time: killing it")
+                    process.kill()
+                    process.wait()
         self.log("stopped")
