@@ -83,13 +83,15 @@ def database_from_url(url: str, *, pool: dict | None = None) -> dict:
 # `make run` records what it chose (database, Redis) in the checkout's .env, so every
 # manage.py command in that checkout, in any shell, uses the same services. Real
 # environment variables always win over the file; ENV_FILE names another file, and an
-# empty ENV_FILE reads none.
+# empty ENV_FILE reads none. The file may hold an operator's own lines too (docker
+# compose reads it): those are above CHOSEN_MARKER, and runstack takes them as given;
+# it rewrites only what is below the marker.
 
-ENV_FILE_HEADER = (
-    "# Written by `make run` (manage.py runstack): the services it chose, read by every\n"
-    "# manage.py command in this checkout. Real environment variables win over this file.\n"
+CHOSEN_MARKER = "# Chosen by `make run` (manage.py runstack), which rewrites the lines below."
+CHOSEN_NOTE = (
+    "# Your own settings go above that line; real environment variables win over this file.\n"
 )
-loaded_from_file: set[str] = set()  # the names this process took from the file
+chosen_from_file: set[str] = set()  # the names this process took from runstack's lines
 
 
 def env_file_path(base_dir: Path) -> Path | None:
@@ -100,59 +102,81 @@ def env_file_path(base_dir: Path) -> Path | None:
     return Path(value) if value else None
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """NAME=value lines; blank lines, comments and `export ` prefixes are allowed."""
-    values = {}
+def parse_env_line(line: str) -> tuple[str, str] | None:
+    """(name, value) of a NAME=value line; None for a blank line or a comment."""
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    name, sep, value = line.removeprefix("export ").partition("=")
+    name, value = name.strip(), value.strip()
+    if not sep or not name.isidentifier():
+        raise ValueError(line[:40])
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]
+    return name, value
+
+
+def read_env_sections(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(the operator's variables, runstack's chosen ones) of the file; empty if it is absent."""
+    own: dict[str, str] = {}
+    chosen: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return values
+        return own, chosen
+    section = own
     for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if line.strip() == CHOSEN_MARKER:
+            section = chosen
             continue
-        name, sep, value = line.removeprefix("export ").partition("=")
-        name, value = name.strip(), value.strip()
-        if not sep or not name.isidentifier():
-            raise ImproperlyConfigured(f"{path}, line {number}: not NAME=value: {line[:40]!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[name] = value
-    return values
+        try:
+            parsed = parse_env_line(line)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"{path}, line {number}: not NAME=value: {error}") from None
+        if parsed is not None:
+            section[parsed[0]] = parsed[1]
+    return own, chosen
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """NAME=value lines; blank lines, comments and `export ` prefixes are allowed."""
+    own, chosen = read_env_sections(path)
+    return {**chosen, **own}
 
 
 def load_env_file(path: Path | None) -> dict[str, str]:
     """Put the file's variables into os.environ where they are not set already."""
     if path is None:
         return {}
+    own, chosen = read_env_sections(path)
     taken = {}
-    for name, value in read_env_file(path).items():
+    for name, value in {**chosen, **own}.items():
         if name not in os.environ:
             os.environ[name] = value
-            loaded_from_file.add(name)
             taken[name] = value
+            if name not in own:
+                chosen_from_file.add(name)
     return taken
 
 
 def explicit_environ() -> dict[str, str]:
-    """os.environ without what came from the .env file: what the caller really set."""
-    return {name: value for name, value in os.environ.items() if name not in loaded_from_file}
+    """os.environ without what runstack chose last time: what the caller and the
+    operator's own lines of .env really set."""
+    return {name: value for name, value in os.environ.items() if name not in chosen_from_file}
 
 
 def update_env_file(path: Path, values: dict[str, str]) -> None:
-    """Set these variables in the file, keeping its other lines (an operator's own)."""
+    """Rewrite runstack's lines with these variables, keeping the operator's lines above
+    the marker (a variable set there is not written again)."""
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    left = dict(values)
-    kept = []
-    for line in lines:
-        name = line.strip().removeprefix("export ").partition("=")[0].strip()
-        if name in left:
-            kept.append(f"{name}={left.pop(name)}")
-        elif line.strip() not in ENV_FILE_HEADER.splitlines():
-            kept.append(line)
-    body = "\n".join([*kept, *(f"{name}={value}" for name, value in left.items())])
+    own_lines = lines[: lines.index(CHOSEN_MARKER)] if CHOSEN_MARKER in lines else lines
+    own, _ = read_env_sections(path)
+    chosen = [f"{name}={value}" for name, value in values.items() if name not in own]
+    body = "\n".join(own_lines).rstrip("\n")
+    text = (body + "\n" if body else "") + CHOSEN_MARKER + "\n" + CHOSEN_NOTE
+    text += "".join(line + "\n" for line in chosen)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(ENV_FILE_HEADER + body.strip("\n") + "\n", encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     temporary.chmod(0o600)  # it may hold database passwords
     os.replace(temporary, path)
 

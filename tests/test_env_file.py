@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tcp_dashboard import env as env_module
 from tcp_dashboard.env import load_env_file, read_env_file, update_env_file
 from tests.helpers import ROOT
 
@@ -59,18 +60,34 @@ def test_a_real_environment_variable_wins_over_the_file(tmp_path, monkeypatch):
         os.environ.pop("RUN12_ONLY_IN_FILE", None)
 
 
-def test_updating_keeps_the_operators_own_lines_and_replaces_the_recorded_ones(tmp_path):
+def test_updating_keeps_the_operators_own_lines_and_rewrites_only_the_chosen_ones(tmp_path):
     path = tmp_path / ".env"
-    path.write_text("SECRET_KEY=mine\nDATABASE_URL=sqlite:///old.sqlite3\n")
-    update_env_file(path, {"DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": ""})
+    path.write_text("# mine\nSECRET_KEY=mine\n")
+    update_env_file(path, {"DATABASE_URL": "sqlite:///old.sqlite3", "REDIS_URL": "redis://x"})
     update_env_file(path, {"DATABASE_URL": "postgresql://u@h/db", "REDIS_URL": ""})
     assert read_env_file(path) == {
         "SECRET_KEY": "mine",
         "DATABASE_URL": "postgresql://u@h/db",
         "REDIS_URL": "",
     }
-    assert path.read_text().count("Written by `make run`") == 1
+    text = path.read_text()
+    assert text.startswith("# mine\nSECRET_KEY=mine\n# Chosen by `make run`")
+    assert text.count("Chosen by `make run`") == 1
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_variable_the_operator_wrote_counts_as_set_and_is_not_rewritten(tmp_path, monkeypatch):
+    path = tmp_path / ".env"
+    path.write_text("DATABASE_URL=postgresql://mine@db/prod\n")
+    update_env_file(path, {"DATABASE_URL": "sqlite:///chosen.sqlite3", "REDIS_URL": ""})
+    assert read_env_file(path)["DATABASE_URL"] == "postgresql://mine@db/prod"
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(env_module, "chosen_from_file", set())
+    load_env_file(path)
+    # The operator's line is as good as an exported variable; runstack's own choice is not.
+    assert env_module.explicit_environ()["DATABASE_URL"] == "postgresql://mine@db/prod"
+    assert "REDIS_URL" not in env_module.explicit_environ()
 
 
 def test_a_command_in_another_shell_uses_the_database_the_file_names(tmp_path):

@@ -157,6 +157,33 @@ def test_a_part_that_exits_is_restarted_after_a_pause_with_one_line_each_way(tmp
     assert supervisor.failed == ""
 
 
+def test_no_part_outlives_runstack_even_when_it_is_killed(tmp_path):
+    script = (
+        "import subprocess, sys, time\n"
+        "from collectors.management.commands.runstack import Child, Supervisor\n"
+        "child = Child('sleeper', [sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "Supervisor([child], {}, print).start_all()\n"
+        "sys.stdout.flush()\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    line = parent.stdout.readline()
+    child_pid = int(re.search(r"pid (\d+)", line)[1])
+    parent.kill()
+    parent.wait()
+
+    def gone() -> bool:
+        try:
+            os.kill(child_pid, 0)
+        except ProcessLookupError:
+            return True
+        return open(f"/proc/{child_pid}/stat").read().split()[2] == "Z"
+
+    wait_until(gone, 30, 0.1, message="the part to end with its parent")
+
+
 def test_a_part_that_keeps_failing_fast_stops_the_platform_with_a_clear_message():
     child = Child("broken", [sys.executable, "-c", "import sys; sys.exit(2)"])
     steady = Child("steady", [sys.executable, "-c", "import time; time.sleep(120)"])
@@ -227,9 +254,14 @@ class Stack:
             self.log.close()
 
     def kill(self) -> None:
+        """After a failure: stop it as Ctrl-C would, and only then by force."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @pytest.fixture

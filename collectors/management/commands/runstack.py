@@ -13,6 +13,7 @@ as a process manager does: a part that exits is restarted after a growing pause,
 only a part that keeps failing fast stops the platform.
 """
 
+import ctypes
 import json
 import os
 import signal
@@ -87,7 +88,13 @@ def choose_services(log) -> dict[str, str]:
     return env
 
 
-RECORDED = ("DATABASE_URL", "REDIS_URL", "VAR_DIR")
+def recorded(env: dict[str, str]) -> dict[str, str]:
+    """What .env gets: the database and Redis chosen, and VAR_DIR unless it is the default
+    (a host path there would reach docker compose's containers, which read .env too)."""
+    chosen = {name: env[name] for name in ("DATABASE_URL", "REDIS_URL")}
+    if Path(env["VAR_DIR"]) != (Path(settings.BASE_DIR) / "var").resolve():
+        chosen["VAR_DIR"] = env["VAR_DIR"]
+    return chosen
 
 
 def without_password(url: str) -> str:
@@ -241,6 +248,15 @@ class Child:
         )
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for a SIGTERM when the parent dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def backoff(recent_exits: int) -> float:
     """Seconds before restarting a part that exited `recent_exits` times lately (1, 2, 4, ...)."""
     return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** max(0, recent_exits - 1))
@@ -258,7 +274,10 @@ class Supervisor:
 
     def spawn(self, child: Child) -> None:
         # Its own process group: a Ctrl-C reaches runstack, which stops the parts in order.
-        child.process = subprocess.Popen(child.command, env=self.env, process_group=0)
+        # And a SIGTERM when runstack dies, however it dies, so no part outlives it.
+        child.process = subprocess.Popen(
+            child.command, env=self.env, process_group=0, preexec_fn=terminate_with_parent
+        )
         child.restart_at = None
 
     def start_all(self) -> None:
@@ -334,9 +353,10 @@ class Command(BaseCommand):
         if settings.ENV_FILE is None:
             self.log("ENV_FILE is empty: not recording the chosen services")
             return
-        update_env_file(settings.ENV_FILE, {name: env[name] for name in RECORDED})
+        chosen = recorded(env)
+        update_env_file(settings.ENV_FILE, chosen)
         self.log(
-            f"recorded {', '.join(RECORDED)} in {settings.ENV_FILE}: manage.py commands in "
+            f"recorded {', '.join(chosen)} in {settings.ENV_FILE}: manage.py commands in "
             "other shells of this checkout use the same services"
         )
 
