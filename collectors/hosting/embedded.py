@@ -27,11 +27,13 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
 from collectors.collector import BaseDataCollector
 from collectors.config.store import collector_configs_from_db
@@ -174,6 +176,8 @@ class EmbeddedHost:
         self.running: dict[str, Running] = {}
         self.finished: list[CollectorSummary] = []
         self._background: set[asyncio.Task] = set()
+        # One thread for the database: one connection, closed when the host stops.
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-db")
 
     def run(self, stop: threading.Event, duration: float | None = None) -> list[CollectorSummary]:
         """Follow the database until `stop` is set or `duration` passes; then stop all.
@@ -229,10 +233,12 @@ class EmbeddedHost:
                 await self._stop(name, "shutting down")
             for task in list(self._background):
                 task.cancel()
+            await self._in_db_thread(connections.close_all)
+            self._db.shutdown()
 
     async def follow(self) -> None:
         """One look: bring what runs here to what the database wants, then report it."""
-        desired = {c.name: c for c in await asyncio.to_thread(collector_configs_from_db)}
+        desired = {c.name: c for c in await self._in_db_thread(collector_configs_from_db)}
         for name in sorted(set(self.running) - set(desired)):
             await self._stop(name, "no longer enabled")
         for name, config in sorted(desired.items()):
@@ -268,7 +274,7 @@ class EmbeddedHost:
         except ValueError as error:
             logger.error("%s: cannot start: %s", config.name, error)
             return
-        resume_after = await asyncio.to_thread(newest_stored_trade, config)
+        resume_after = await self._in_db_thread(newest_stored_trade, config)
         if resume_after is not None:  # fill in what the last run missed
             collector.adapter.resume_after_trade(resume_after)
         collector.sink = self.sink
@@ -298,6 +304,9 @@ class EmbeddedHost:
         if cause:
             logger.warning("%s unhealthy (%s): restarting", entry.collector.name, cause)
             self._in_background(entry.collector.restart())
+
+    async def _in_db_thread(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
 
     def _in_background(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)

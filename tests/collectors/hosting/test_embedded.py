@@ -299,3 +299,64 @@ def test_a_second_embedded_host_on_the_same_var_dir_refuses_to_start(tmp_path, s
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
     assert first.returncode == 0
+
+
+# the host in this process, against the simulator -------------------------------------------
+
+
+@pytest.fixture
+def host_in_thread(transactional_db, tmp_path, settings):
+    import threading
+
+    from collectors.hosting.embedded import EmbeddedHost
+    from collectors.storage.sink import StorageSink
+
+    settings.VAR_DIR = tmp_path
+    stop = threading.Event()
+    sink = StorageSink(name="embedded-test", spill_dir=tmp_path / "spill")
+    sink.start()
+    host = EmbeddedHost("embedded@test", sink=sink, directory=tmp_path / "collectors")
+    thread = threading.Thread(target=host.run, args=(stop,), daemon=True)
+    thread.start()
+    yield host
+    stop.set()
+    thread.join(60)
+    sink.stop()
+
+
+def status_of(name: str) -> dict:
+    found = embedded.read_status()
+    beat = found.heartbeats.get(name) if found else None
+    return beat.status if beat else {}
+
+
+def test_a_changed_configuration_replaces_the_collector_and_counts_a_restart(
+    simulator, host_in_thread
+):
+    from collectors.models import TradingPair
+    from tests.collectors.hosting.processes import configure_exchange
+
+    configure_exchange(simulator, {"BTC-USDT": True})
+    wait_until(lambda: status_of(OKX_BTC).get("status") == "running", 30, message="running")
+    TradingPair.objects.filter(symbol="BTC-USDT").update(data_types=["trade", "ticker"])
+    wait_until(
+        lambda: status_of(OKX_BTC).get("data_types") == ["trade", "ticker"],
+        30,
+        message="the new configuration",
+    )
+    assert status_of(OKX_BTC)["statistics"]["restarts"] == 1
+
+
+def test_disabling_the_exchange_stops_its_collectors(simulator, host_in_thread):
+    from collectors.models import Exchange
+    from tests.collectors.hosting.processes import configure_exchange
+
+    configure_exchange(simulator, {"BTC-USDT": True, "ETH-USDT": True})
+    wait_until(
+        lambda: embedded.read_status() and len(embedded.read_status().heartbeats) == 2,
+        30,
+        message="both running",
+    )
+    Exchange.objects.update(enabled=False)
+    wait_until(lambda: embedded.read_status().heartbeats == {}, 30, message="both stopped")
+    assert [summary.name for summary in host_in_thread.finished] == [OKX_BTC, OKX_ETH]
