@@ -121,7 +121,7 @@ def stop_collector(name: str) -> SentControl:
         _, runs = embedded_running(name)
         if not runs:
             return SentControl(name, "stop", "", None, note or "not running")
-        return SentControl(name, "stop", "", None, embedded_note(note, "stop it"))
+        return SentControl(name, "stop", "", None, embedded_note(note or "requested", "stop it"))
     worker = hosting_worker(name)
     if worker is None:
         return SentControl(name, "stop", "", None, ", ".join(filter(None, [note, "not running"])))

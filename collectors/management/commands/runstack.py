@@ -348,6 +348,13 @@ class Command(BaseCommand):
             raise CommandError(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
         return done.stdout.strip()
 
+    def reconcile(self, env: dict[str, str]) -> str:
+        """One health check now; what it did, or why it could not (beat's next one will)."""
+        try:
+            return self.setup(env, "collectors", "reconcile").splitlines()[0]
+        except CommandError as error:
+            return f"health check failed, beat's next one retries: {str(error).splitlines()[-1]}"
+
     def record(self, env: dict[str, str]) -> None:
         """Write what was chosen into .env, for manage.py commands in other shells."""
         if settings.ENV_FILE is None:
@@ -387,7 +394,7 @@ class Command(BaseCommand):
             supervisor.start_all()
             if env.get("REDIS_URL"):
                 # Reconcile now rather than at beat's first tick, so data arrives within seconds.
-                self.log(self.setup(env, "collectors", "reconcile").splitlines()[0])
+                self.log(self.reconcile(env))
                 self.log(f"Flower: http://127.0.0.1:{flower_port}/")
             self.log(f"dashboard: http://{addr}/ (sign in as admin)")
             self.log(f"admin: http://{addr}/admin/  {admin_line}")
@@ -400,11 +407,7 @@ class Command(BaseCommand):
                 supervisor.restarted.clear()
                 if reconcile_at is not None and now >= reconcile_at:
                     reconcile_at = None
-                    try:
-                        answer = self.setup(env, "collectors", "reconcile").splitlines()[0]
-                    except CommandError as error:  # beat's next health check will do it
-                        answer = str(error).splitlines()[-1]
-                    self.log(f"after the collector worker's restart: {answer}")
+                    self.log(f"after the collector worker's restart: {self.reconcile(env)}")
                 time.sleep(0.5)
         finally:
             self.stop(supervisor.running())
