@@ -135,6 +135,7 @@ class Simulated:
     port: int
     config: Path  # the configuration file, rewritten for the port
     symbols: list[str]  # its enabled trading pairs
+    source: Path | None = None  # the file in config/ it was made from
 
 
 def with_port(url: str, port: int) -> str:
@@ -155,7 +156,7 @@ def simulated_exchanges(first_port: int) -> list[Simulated]:
         path.write_text(json.dumps(config, indent=2))
         pairs = config.get("trading_pairs", [])
         symbols = [pair["symbol"] for pair in pairs if pair.get("enabled", True)]
-        found.append(Simulated(config["exchange"], port, path, symbols))
+        found.append(Simulated(config["exchange"], port, path, symbols, source))
     return found
 
 
@@ -168,7 +169,13 @@ def with_stored_symbols(simulated: list[Simulated], dumped: str) -> list[Simulat
         symbols = [pair["symbol"] for pair in stored.get(exchange.exchange, [])]
         extra = [symbol for symbol in symbols if symbol not in exchange.symbols]
         found.append(
-            Simulated(exchange.exchange, exchange.port, exchange.config, exchange.symbols + extra)
+            Simulated(
+                exchange.exchange,
+                exchange.port,
+                exchange.config,
+                exchange.symbols + extra,
+                exchange.source,
+            )
         )
     return found
 
@@ -378,9 +385,8 @@ class Command(BaseCommand):
         self.record(env)
         simulated = simulated_exchanges(simulator_port)
         for exchange in simulated:
-            self.log(
-                self.setup(env, "load_exchange_config", "--keep-existing", str(exchange.config))
-            )
+            said = self.setup(env, "load_exchange_config", "--keep-existing", str(exchange.config))
+            self.log(said.replace(str(exchange.config), str(exchange.source or exchange.config)))
         simulated = with_stored_symbols(simulated, self.setup(env, "dump_exchange_config"))
         admin_line = self.setup(env, "ensure_admin").splitlines()[-1]
         stopping = []

@@ -127,6 +127,10 @@ def test_embedded_collectors_follow_the_database_and_are_operated_like_hosted_on
     wait_until(lambda: stack.trades("BTC-USDT") >= 5, 120, 0.5, message="BTC trades")
     assert "Redis: none (collector status kept in a file under VAR_DIR)" in stack.output()
     assert f"database: SQLite file {stack.database}\n" in stack.output()
+    assert (
+        "runstack: config/okx-simulator.json: exchange okx was not in the database; loaded it "
+        "with 2 trading pairs\n" in stack.output()
+    )
 
     # A second shell finds the same database and the collectors' status, without Redis.
     token_run = stack.manage("drf_create_token", "admin")
