@@ -62,6 +62,41 @@ class TradingPairFormSet(BaseInlineFormSet):
             )
 
 
+class AppliesAtOnce:
+    """Saving or deleting here reconciles the collectors with the new configuration at once
+    (after the change is committed), instead of at the next health check; the message says
+    what that did."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        request.collectors_changed = True
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        request.collectors_changed = True
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        request.collectors_changed = True
+
+    def changeform_view(self, request, *args, **kwargs):
+        return self.applying(request, super().changeform_view(request, *args, **kwargs))
+
+    def changelist_view(self, request, *args, **kwargs):
+        return self.applying(request, super().changelist_view(request, *args, **kwargs))
+
+    def delete_view(self, request, *args, **kwargs):
+        return self.applying(request, super().delete_view(request, *args, **kwargs))
+
+    def applying(self, request, response):
+        # The views' own transactions are committed by now, so workers read the new state.
+        if getattr(request, "collectors_changed", False):
+            request.collectors_changed = False
+            applied = reconcile.apply_configuration_now()
+            self.message_user(request, applied.message, applied.level)
+        return response
+
+
 class TradingPairInline(admin.TabularInline):
     model = TradingPair
     formset = TradingPairFormSet
@@ -87,7 +122,7 @@ class ExchangeRetentionInline(admin.TabularInline):
 
 
 @admin.register(Exchange)
-class ExchangeAdmin(admin.ModelAdmin):
+class ExchangeAdmin(AppliesAtOnce, admin.ModelAdmin):
     list_display = [
         "name",
         "enabled",
@@ -191,9 +226,7 @@ def control_action(action: str, control, description: str):
             except Exception as error:  # one pair's failure must not hide the others
                 modeladmin.message_user(request, f"{pair}: {error}", messages.ERROR)
                 continue
-            where = f" on {sent.worker}" if sent.worker else ""
-            note = f" ({sent.note})" if sent.note else ""
-            modeladmin.message_user(request, f"{pair}: {action} sent{where}{note}")
+            modeladmin.message_user(request, f"{pair}: {sent.summary()}")
 
     run.__name__ = f"{action}_collectors"
     run.short_description = description
@@ -201,7 +234,7 @@ def control_action(action: str, control, description: str):
 
 
 @admin.register(TradingPair)
-class TradingPairAdmin(admin.ModelAdmin):
+class TradingPairAdmin(AppliesAtOnce, admin.ModelAdmin):
     list_display = ["symbol", "exchange", "enabled"]  # + live state: get_list_display
     list_editable = ["enabled"]
     list_filter = ["exchange", "enabled"]

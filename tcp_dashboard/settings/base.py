@@ -6,6 +6,7 @@ database and a broker on the local file system, so it starts with no services.
 """
 
 import os
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,9 +14,13 @@ from django.core.exceptions import ImproperlyConfigured
 from tcp_dashboard.env import (
     database_from_url,
     env_bool,
+    env_file_path,
     env_list,
     env_number,
     env_str,
+    load_env_file,
+    may_create_sqlite,
+    sqlite_open_existing,
 )
 from tcp_dashboard.logs.config import build_logging
 from tcp_dashboard.logs.config import read_options as read_log_options
@@ -23,6 +28,10 @@ from tcp_dashboard.logs.handlers import process_role
 from tcp_dashboard.settings.pools import pool_options, pool_role
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# What `make run` chose (DATABASE_URL, REDIS_URL, VAR_DIR), for every command in this
+# checkout; real environment variables win. ENV_FILE names another file ("" for none).
+ENV_FILE = env_file_path(BASE_DIR)
+load_env_file(ENV_FILE)
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-set-SECRET_KEY-in-production")
@@ -122,6 +131,10 @@ _pool = pool_options(
 DATABASES = {"default": database_from_url(DATABASE_URL, pool=_pool if DB_POOL else None)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Only migrate and runstack create the file; any other command on a missing one fails
+    # with a message (manage.py) instead of leaving an empty file behind.
+    if not may_create_sqlite(sys.argv):
+        sqlite_open_existing(DATABASES["default"])
 else:
     DATABASES["default"]["ENGINE"] = "tcp_dashboard.postgresql"
     _options = DATABASES["default"]["OPTIONS"]
