@@ -146,9 +146,9 @@ def test_embedded_collectors_follow_the_database_and_are_operated_like_hosted_on
     btc = collector(stack, token, OKX_BTC)
     assert btc["status"] == "running" and btc["worker"].startswith("embedded@")
     assert btc["statistics"]["messages_received"] > 0
-    # The health check reads the same status: both pairs counted, by name for the signed-in.
+    # The health check reads the same status: every pair of both simulators' files counted.
     health = api(stack, token, "health/").json()["checks"]["collectors"]
-    assert health["ok"] and health["detail"] == "2 of 2 healthy", health
+    assert health["ok"] and health["detail"] == "4 of 4 healthy", health
 
     # Stop (the admin's action): the pair is disabled and the collector stops.
     session = admin_session(stack)
