@@ -75,6 +75,7 @@ def test_market_data_has_the_spec_indexes():
     assert index_columns("market_data") == {
         ("exchange", "symbol", "timestamp"),
         ("data_type", "timestamp"),
+        ("timestamp",),  # the admin's newest-first list (docs/data-model.md)
     }
 
 

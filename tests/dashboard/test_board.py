@@ -101,8 +101,13 @@ def test_every_configured_pair_has_a_row_disabled_ones_included(market):
     ]
 
 
-def test_without_redis_the_collector_board_says_why_it_is_empty(settings):
-    settings.REDIS_URL = ""
+def test_without_redis_the_collector_board_shows_the_embedded_collectors_state(
+    settings, market, tmp_path
+):
+    settings.REDIS_URL = ""  # the embedded default: status from a file under VAR_DIR
+    settings.VAR_DIR = tmp_path
     board = selectors.collector_board()
-    assert board.collectors == []
-    assert "REDIS_URL is not set" in board.unavailable
+    assert board.unavailable == ""
+    [row] = board.collectors
+    assert row["name"] == "okx:BTC-USDT"
+    assert row["status"] != "running"  # no embedded collector process runs here

@@ -87,6 +87,8 @@ def test_disabling_the_exchange_in_its_form_stops_its_streams(
         {
             "trading_pairs-TOTAL_FORMS": "0",
             "trading_pairs-INITIAL_FORMS": "0",
+            "accounts-TOTAL_FORMS": "0",
+            "accounts-INITIAL_FORMS": "0",
             "retention-TOTAL_FORMS": "0",
             "retention-INITIAL_FORMS": "0",
         }
