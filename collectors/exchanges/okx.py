@@ -224,6 +224,7 @@ class OkxSession(ExchangeSession):
         self.bounds = bounds or Bounds()
         self.received = 0  # when the frame being handled was received, epoch ms
         self.frame_bytes = 0  # and its length
+        self._trade_time: tuple[int | None, datetime] = (None, EPOCH)  # the last trade's ts
         self.books: BookSync | None = None
         self._handlers: dict[str, Any] = {}
         for arg in endpoint.subscriptions:
@@ -381,6 +382,7 @@ class OkxSession(ExchangeSession):
         exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
         saw = self.newest_trade.saw
         check = self.bounds.trade
+        last_ts, last_time = self._trade_time
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
@@ -388,10 +390,12 @@ class OkxSession(ExchangeSession):
                     raise TypeError("px and sz must be strings")
                 ts, price_, size = int(item["ts"]), Decimal(px), Decimal(sz)
                 check(ts, price_, size, item, received, frame_bytes)
+                if ts != last_ts:  # trades in a burst share their millisecond, and its datetime
+                    last_ts, last_time = ts, EPOCH + timedelta(0, ts // 1000, ts % 1000 * 1000)
                 point = MarketDataPoint(
                     exchange,
                     symbol,
-                    EPOCH + timedelta(milliseconds=ts),  # the hot path: inline
+                    last_time,
                     trade,
                     {
                         "trade_id": item["tradeId"],
@@ -407,6 +411,7 @@ class OkxSession(ExchangeSession):
                 handled.errors.append(item_error("trades", error))
                 continue
             points.append(point)
+        self._trade_time = (last_ts, last_time)
 
     def _books5(self, message: dict, items: list) -> Handled:
         """{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415",
