@@ -73,6 +73,7 @@ class Link:
         self.connected_at = 0.0  # time.monotonic() of the connection, for its lifetime
         self.reconnect_attempts = 0
         self.warnings_here = 0  # this connection's, for spacing out their log lines
+        self.trace_source = f"{collector.name} {endpoint.key}"  # its name in frame traces
         self.thread = threading.Thread(
             target=self.run, name=f"{collector.name}:{endpoint.key}", daemon=True
         )
@@ -245,7 +246,7 @@ class Link:
 
     def handle(self, frame: str | bytes) -> Handled | None:
         if FRAMES.isEnabledFor(logging.DEBUG):  # websocket_clients.verbose (docs/logging.md)
-            trace_frame(f"{self.collector.name} {self.endpoint.key}", frame)
+            trace_frame(self.trace_source, frame)
         try:
             handled = self.session.handle(frame)
         except FrameError as error:
