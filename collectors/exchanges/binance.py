@@ -69,6 +69,7 @@ from collectors.types import (
     DataType,
     ExchangeCollectorConfig,
     MarketDataPoint,
+    trade_point,
     validate_market_data_point,
 )
 
@@ -451,11 +452,10 @@ class BinanceSession(ExchangeSession):
             if ts != last_ts:  # trades in a burst share their millisecond, and its datetime
                 when = EPOCH + timedelta(0, ts // 1000, ts % 1000 * 1000)
                 self._trade_time = (ts, when)
-            point = MarketDataPoint(
+            point = trade_point(
                 self.exchange,
                 self.symbol,
                 when,
-                DataType.TRADE,
                 {
                     "trade_id": number,
                     "price": price_,

@@ -57,9 +57,11 @@ from collectors.exchanges.parsing import (
 from collectors.exchanges.rest import RateLimited, get_json
 from collectors.times import EPOCH, from_epoch_ms
 from collectors.types import (
+    TRADE_SIDES,
     DataType,
     ExchangeCollectorConfig,
     MarketDataPoint,
+    trade_point,
     validate_market_data_point,
 )
 
@@ -379,10 +381,13 @@ class OkxSession(ExchangeSession):
         (collectors.bounds), is reported and skipped. `received`: when they came (epoch ms);
         `frame_bytes`: the length of the frame that carried them, None when fetched."""
         points = handled.points
-        exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
+        exchange, symbol = self.exchange, self.symbol
         saw = self.newest_trade.saw
         check = self.bounds.trade
         last_ts, last_time = self._trade_time
+        # What validate_market_data_point() would check and nothing below settles already:
+        # the names (once), then each trade's side and id; anything doubtful goes through it.
+        names_plain = type(exchange) is str and type(symbol) is str and bool(exchange and symbol)
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
@@ -392,21 +397,27 @@ class OkxSession(ExchangeSession):
                 check(ts, price_, size, item, received, frame_bytes)
                 if ts != last_ts:  # trades in a burst share their millisecond, and its datetime
                     last_ts, last_time = ts, EPOCH + timedelta(0, ts // 1000, ts % 1000 * 1000)
-                point = MarketDataPoint(
+                trade_id, side = item["tradeId"], item["side"]
+                point = trade_point(
                     exchange,
                     symbol,
                     last_time,
-                    trade,
                     {
-                        "trade_id": item["tradeId"],
+                        "trade_id": trade_id,
                         "price": price_,
                         "size": size,
-                        "side": item["side"],
+                        "side": side,
                         "raw": item,
                     },
                 )
-                validate_market_data_point(point)
-                saw(item["tradeId"])
+                if not (
+                    names_plain
+                    and side in TRADE_SIDES
+                    and type(trade_id) is str
+                    and 0 < len(trade_id) <= 100
+                ):
+                    validate_market_data_point(point)
+                saw(trade_id)
             except (KeyError, TypeError, ValueError, ArithmeticError) as error:
                 handled.errors.append(item_error("trades", error))
                 continue

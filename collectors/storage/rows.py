@@ -37,6 +37,18 @@ def to_json(value: Any) -> str:
     return text
 
 
+def raw_json(raw: Any) -> str:
+    """to_json() of a trade's raw item, which is almost always JSON as parsed (plain types,
+    string keys): orjson's plain call writes the same text a third faster; else to_json."""
+    try:
+        text = orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        return to_json(raw)
+    if "\\u0000" in text:
+        raise ValueError("JSON with a NUL character")
+    return text
+
+
 def _check_text(name: str, value: str, limit: int = MAX_TEXT_LENGTH) -> str:
     if len(value) > limit or "\x00" in value:
         raise ValueError(f"Invalid {name}: {value[:60]!r}")
@@ -89,7 +101,7 @@ def point_to_row(point: MarketDataPoint) -> Row:
             _decimal_text("size", data["size"]),
             data["side"],
             timestamp,
-            None if raw is None else to_json(raw),
+            None if raw is None else raw_json(raw),
         )
     return (exchange, symbol, point.data_type.value, timestamp, to_json(data))
 
