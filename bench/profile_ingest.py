@@ -3,7 +3,8 @@
 Two parts:
 
 - stages: each stage of the path run alone over the same OKX trade frames (shaped as the
-  simulator writes them), timed in CPU time of the thread doing it (time.thread_time), best
+  simulator writes them, one trade each, stamped as if sent at 30,000 a second, so about
+  30 share each millisecond), timed in CPU time of the thread doing it (time.thread_time), best
   of --repeat runs, so other processes on a shared machine change the figures little:
   frame read (ReadAheadSocket over a socket pair), JSON parse, the session's handle (parse,
   bounds, points; the bounds and the point check also alone), the link's dispatch (dedupe,
@@ -12,9 +13,9 @@ Two parts:
 - live: the OKX simulator (own process) at full speed -> one collector -> sink ->
   PostgreSQL, as bench/ingest.py runs it: trades/s stored per window (best and median of
   --windows), and the CPU seconds per stored trade of the link thread, the sink's writer
-  thread and the whole process, read from /proc. --cprofile also profiles both threads
-  and sums the profile by stage (cProfile's own cost inflates small calls: read the shares,
-  not the absolute times).
+  thread, the whole process and the simulator's process, read from /proc. --cprofile also
+  profiles both threads in their CPU time and sums the profile by stage (cProfile's own
+  cost inflates small calls: read the shares, not the absolute times).
 
     .venv/bin/python bench/profile_ingest.py [--only stages|live] [--messages 50000]
         [--repeat 5] [--windows 3] [--seconds 10] [--cprofile]
@@ -203,14 +204,14 @@ def stages(messages: int, repeat: int) -> dict[str, float]:
 # the live run -----------------------------------------------------------------------
 
 STAGE_RULES = [  # (stage, substrings of "file:function"), first match wins
-    ("frame read", ("frames.py", "method 'recv' of '_socket", "_abc", "websocket")),
+    ("frame read", ("frames.py", "method 'recv' of '_socket")),
     ("JSON parse", ("orjson.loads",)),
-    ("bounds and point check", ("bounds.py", "types.py:validate", "types.py:_validate")),
-    ("building points", ("exchanges/", "decimal.Decimal", "datetime", "isinstance", "hasattr")),
-    ("dedupe, deliver", ("collector.py", "link.py", "lock", "threading.py", "time.")),
-    ("building rows", ("rows.py", "times.py", "orjson.dumps", "format", "isoformat")),
-    ("sink enqueue", ("sink.py:put", "sink.py:_accept", "sink.py:_should_spill", "deque")),
-    ("COPY and commit", ("psycopg", "backends.py", "sink.py")),
+    ("bounds and point check", ("bounds.py", "types.py:validate", "types.py:_plainly")),
+    ("building points", ("exchanges/", "types.py:trade_point", "timedelta")),
+    ("link loop, dedupe, deliver", ("collector.py", "link.py", "traces.py", "logging")),
+    ("building rows", ("rows.py", "times.py", "orjson.dumps")),
+    ("sink enqueue", ("sink.py:put", "sink.py:_accept", "sink.py:_should_spill")),
+    ("COPY, insert, commit", ("psycopg", "backends.py", "sink.py")),
 ]
 
 
@@ -231,7 +232,7 @@ class ThreadProfiles:
 
     def __enter__(self) -> "ThreadProfiles":
         def start(frame, event, arg) -> None:
-            profile = cProfile.Profile()
+            profile = cProfile.Profile(time.thread_time)  # CPU, not waits
             self.profiles[threading.current_thread().name] = profile
             profile.enable()
 
@@ -248,23 +249,31 @@ class ThreadProfiles:
                 continue
             with contextlib.suppress(Exception):
                 profile.disable()
-            for key, (_, _, tottime, _, _) in pstats.Stats(profile).stats.items():
+            for key, (_, _, tottime, _, callers) in pstats.Stats(profile).stats.items():
                 stage = stage_of(key)
-                totals[stage] = totals.get(stage, 0.0) + tottime
+                if stage != "other" or key[0] != "~":
+                    totals[stage] = totals.get(stage, 0.0) + tottime
+                    continue
+                for caller, (_, _, spent, _) in callers.items():  # a builtin: its callers'
+                    stage = stage_of(caller)
+                    totals[stage] = totals.get(stage, 0.0) + spent
         return totals
 
 
-def thread_cpu(thread: threading.Thread) -> float:
-    """CPU seconds a live thread has used, from /proc."""
-    stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
+def cpu_seconds(stat_path: str) -> float:
+    """CPU seconds (user and system) from a /proc stat file."""
+    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(thread: threading.Thread) -> float:
+    return cpu_seconds(f"/proc/self/task/{thread.native_id}/stat")
 
 
 def live(windows: int, seconds: float, profile: bool) -> dict:
     sink = full_speed_sink("bench-profile")
     profiles = ThreadProfiles()
-    rates, per_trade = [], {"link thread": [], "sink writer": [], "process": []}
+    rates, per_trade = [], {"link thread": [], "sink writer": [], "process": [], "simulator": []}
     with (
         Simulator(0, [symbol("okx", "BTC")], "okx") as simulator,
         profiles if profile else contextlib.nullcontext(),
@@ -276,12 +285,15 @@ def live(windows: int, seconds: float, profile: bool) -> dict:
         for _ in range(windows):
             stored0, t0, cpu0 = sink.stats()["trades_inserted"], time.time(), time.process_time()
             link0, writer0 = thread_cpu(link), thread_cpu(writer)
+            simulator0 = cpu_seconds(f"/proc/{simulator.process.pid}/stat")
             time.sleep(seconds)
             stored = sink.stats()["trades_inserted"] - stored0
             rates.append(stored / (time.time() - t0))
             per_trade["link thread"].append((thread_cpu(link) - link0) / stored)
             per_trade["sink writer"].append((thread_cpu(writer) - writer0) / stored)
             per_trade["process"].append((time.process_time() - cpu0) / stored)
+            simulator1 = cpu_seconds(f"/proc/{simulator.process.pid}/stat")
+            per_trade["simulator"].append((simulator1 - simulator0) / stored)
     stats = sink.stats()
     results = {
         "trades/s stored, best window": max(rates),
