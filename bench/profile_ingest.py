@@ -52,6 +52,8 @@ use_database(DB_NAME, DB_POOL="0")
 
 import django  # noqa: E402
 
+from collectors.frames import ReadAheadSocket  # noqa: E402
+
 SYMBOL = "BTC-USDT"
 COPY_BATCH = 5000
 STAMP_RATE = 30_000  # trades a second the stage frames are stamped at (full speed)
@@ -100,8 +102,6 @@ def best_cpu(run: Callable[[], None], repeat: int) -> float:
 
 def read_frames(frames: list[bytes]) -> float:
     """Thread CPU seconds to read the frames through a ReadAheadSocket over a socket pair."""
-    from collectors.frames import ReadAheadSocket
-
     ours, theirs = socket.socketpair()
     sender = feed(theirs, b"".join(frame(payload) for payload in frames))
     reader = ReadAheadSocket(ours)
@@ -113,6 +113,37 @@ def read_frames(frames: list[bytes]) -> float:
     sender.join()
     ours.close()
     theirs.close()
+    return elapsed
+
+
+def receive_all(frames: list[bytes], spill_dir: Path) -> float:
+    """Thread CPU seconds of a link's receive loop over the frames, sent on a socket pair,
+    into a sink that is not started (so nothing is written): the link thread's whole path."""
+    from collectors.storage.sink import StorageSink
+
+    collector, link = collector_and_link()
+    collector.sink = StorageSink(
+        name="bench-profile", max_memory_rows=10 * len(frames), spill_dir=spill_dir
+    )
+    ours, theirs = socket.socketpair()
+    link.reader = ReadAheadSocket(ours)
+    link.ws = client(link.reader)
+    link.ws.settimeout(1.0)
+    data = b"".join(frame(payload) for payload in frames)
+
+    def send_and_close() -> None:
+        theirs.sendall(data)
+        theirs.close()
+
+    sender = threading.Thread(target=send_and_close, daemon=True)
+    sender.start()
+    started = time.thread_time()
+    with contextlib.suppress(ConnectionError):  # the sender closed: every frame was read
+        link.receive()
+    elapsed = time.thread_time() - started
+    sender.join()
+    ours.close()
+    assert link.stats.points == len(frames), link.stats.points
     return elapsed
 
 
@@ -181,6 +212,9 @@ def stages(messages: int, repeat: int) -> dict[str, float]:
             sink.put(one.points)
 
     results["sink.put: rows and enqueue"] = best_cpu(put_all, repeat)
+    results["all of it: the link's receive loop, socket pair -> sink.put"] = min(
+        receive_all(frames, spill_dir) for _ in range(repeat)
+    )
 
     backend = backend_for(settings.DATABASES["default"], "bench-profile")
     backend.connect()
