@@ -3,8 +3,12 @@
 import logging
 
 from django.contrib import admin, messages
+from django.forms.models import BaseInlineFormSet
+from django.utils.html import format_html
 
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 from collectors.hosting import control, reconcile
+from collectors.hosting.heartbeat import Heartbeat
 from collectors.models import (
     AccountAccess,
     CollectorStatus,
@@ -13,12 +17,89 @@ from collectors.models import (
     ExchangeRetention,
     TradingPair,
 )
+from tcp_dashboard.admin_lists import (
+    LargeTableAdmin,
+    fixed_choices_filter,
+    time_window_filter,
+    utc_with_milliseconds,
+)
 
 logger = logging.getLogger(__name__)
+ERROR_SHOWN = 60  # characters of a last error in the pairs list; the rest on hover
+COLLECTOR_STATUSES = ["starting", "running", "reconnecting", "error", "stopped"]
+
+
+def warn_unchecked_symbol(modeladmin, request, pair: TradingPair) -> None:
+    """A pair saved while its exchange could not be asked whether it lists the symbol."""
+    note = getattr(pair, "symbol_check_note", "")
+    if note:
+        modeladmin.message_user(request, note, messages.WARNING)
+
+
+class TradingPairFormSet(BaseInlineFormSet):
+    """The exchange page's pairs. A pair of an exchange not stored yet cannot ask the
+    exchange in its own clean(); this asks for all of them at once, as the pair would."""
+
+    def clean(self) -> None:
+        super().clean()
+        exchange = self.instance
+        if exchange.pk is not None:  # each pair's clean() asked already
+            return
+        forms = [
+            form
+            for form in self.forms
+            if form.cleaned_data.get("symbol") and not form.cleaned_data.get("DELETE")
+        ]
+        symbols = [form.cleaned_data["symbol"] for form in forms]
+        check = check_symbols(exchange.name, exchange.rest_url, symbols)
+        for form in forms:
+            if form.cleaned_data["symbol"] in check.unlisted:
+                form.add_error("symbol", unlisted_message(exchange.name, [form.instance.symbol]))
+            form.instance.symbol_check_note = (
+                f"Symbol {form.instance.symbol} of {exchange.name} {unchecked_message(check)}"
+                if check.unchecked
+                else ""
+            )
+
+
+class AppliesAtOnce:
+    """Saving or deleting here reconciles the collectors with the new configuration at once
+    (after the change is committed), instead of at the next health check; the message says
+    what that did."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        request.collectors_changed = True
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        request.collectors_changed = True
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        request.collectors_changed = True
+
+    def changeform_view(self, request, *args, **kwargs):
+        return self.applying(request, super().changeform_view(request, *args, **kwargs))
+
+    def changelist_view(self, request, *args, **kwargs):
+        return self.applying(request, super().changelist_view(request, *args, **kwargs))
+
+    def delete_view(self, request, *args, **kwargs):
+        return self.applying(request, super().delete_view(request, *args, **kwargs))
+
+    def applying(self, request, response):
+        # The views' own transactions are committed by now, so workers read the new state.
+        if getattr(request, "collectors_changed", False):
+            request.collectors_changed = False
+            applied = reconcile.apply_configuration_now()
+            self.message_user(request, applied.message, applied.level)
+        return response
 
 
 class TradingPairInline(admin.TabularInline):
     model = TradingPair
+    formset = TradingPairFormSet
     extra = 0
     fields = ["symbol", "enabled", "data_types", "channels"]
 
@@ -41,7 +122,7 @@ class ExchangeRetentionInline(admin.TabularInline):
 
 
 @admin.register(Exchange)
-class ExchangeAdmin(admin.ModelAdmin):
+class ExchangeAdmin(AppliesAtOnce, admin.ModelAdmin):
     list_display = [
         "name",
         "enabled",
@@ -54,6 +135,13 @@ class ExchangeAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "auto_restart"]
     search_fields = ["name"]
     inlines = [TradingPairInline, ExchangeAccountInline, ExchangeRetentionInline]
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        for obj in formset.new_objects + [obj for obj, _ in formset.changed_objects]:
+            if isinstance(obj, TradingPair):
+                warn_unchecked_symbol(self, request, obj)
+
     fieldsets = [
         (None, {"fields": ["name", "enabled"]}),
         (
@@ -86,13 +174,48 @@ class ExchangeAdmin(admin.ModelAdmin):
     ]
 
 
-def live_states() -> dict[str, reconcile.CollectorState] | None:
-    """Current state of every stream from the heartbeats; None when Redis cannot be asked."""
+def live_states() -> tuple[dict[str, reconcile.CollectorState] | None, dict[str, Heartbeat]]:
+    """Current state of every stream and its last heartbeat; (None, {}) when Redis cannot
+    be asked."""
     try:
-        return {state.name: state for state in reconcile.collector_states()}
+        seen = reconcile.observe()
     except Exception as error:  # the admin still works without Redis
         logger.warning("collector states unavailable: %s", error)
-        return None
+        return None, {}
+    return {state.name: state for state in seen.states()}, seen.heartbeats
+
+
+def message_rate(beat: Heartbeat | None) -> str:
+    """Messages per second since the stream (re)started, from its last heartbeat."""
+    statistics = (beat.status if beat else {}).get("statistics", {})
+    try:
+        rate = float(statistics.get("messages_received", 0)) / float(statistics["uptime_seconds"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return "-"
+    return f"{rate:.1f}" if rate < 100 else f"{rate:,.0f}"
+
+
+def last_message_age(beat: Heartbeat | None) -> str:
+    """How long ago the stream's last message came, as of now."""
+    if beat is None:
+        return "-"
+    if not beat.status.get("statistics", {}).get("last_message_time"):
+        return "never"
+    try:
+        seconds = float(beat.status["health"]["time_since_data"]) + beat.age()
+    except (KeyError, TypeError, ValueError):
+        return "-"
+    return short_duration(seconds)
+
+
+def short_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} d ago"
 
 
 def control_action(action: str, control, description: str):
@@ -103,9 +226,7 @@ def control_action(action: str, control, description: str):
             except Exception as error:  # one pair's failure must not hide the others
                 modeladmin.message_user(request, f"{pair}: {error}", messages.ERROR)
                 continue
-            where = f" on {sent.worker}" if sent.worker else ""
-            note = f" ({sent.note})" if sent.note else ""
-            modeladmin.message_user(request, f"{pair}: {action} sent{where}{note}")
+            modeladmin.message_user(request, f"{pair}: {sent.summary()}")
 
     run.__name__ = f"{action}_collectors"
     run.short_description = description
@@ -113,8 +234,8 @@ def control_action(action: str, control, description: str):
 
 
 @admin.register(TradingPair)
-class TradingPairAdmin(admin.ModelAdmin):
-    list_display = ["symbol", "exchange", "enabled", "data_types", "channels"]  # + live state
+class TradingPairAdmin(AppliesAtOnce, admin.ModelAdmin):
+    list_display = ["symbol", "exchange", "enabled"]  # + live state: get_list_display
     list_editable = ["enabled"]
     list_filter = ["exchange", "enabled"]
     list_select_related = ["exchange"]
@@ -125,15 +246,25 @@ class TradingPairAdmin(admin.ModelAdmin):
         control_action("restart", control.restart_collector, "Restart the selected collectors"),
     ]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        warn_unchecked_symbol(self, request, obj)
+
     def get_list_display(self, request):
         # One Redis read per page, shared by the rows of this request.
-        states = live_states()
+        states, beats = live_states()
 
         def state(pair):
             if states is None:
                 return "unknown (no Redis)"
             current = states.get(pair.collector_name)
             return current.status if current else "stopped"
+
+        def rate(pair):
+            return message_rate(beats.get(pair.collector_name))
+
+        def last_message(pair):
+            return last_message_age(beats.get(pair.collector_name))
 
         def worker(pair):
             current = (states or {}).get(pair.collector_name)
@@ -145,18 +276,51 @@ class TradingPairAdmin(admin.ModelAdmin):
 
         def last_error(pair):
             current = (states or {}).get(pair.collector_name)
-            return current.last_error if current else ""
+            error = current.last_error if current else ""
+            if len(error) <= ERROR_SHOWN:
+                return error
+            return format_html('<span title="{}">{}…</span>', error, error[:ERROR_SHOWN])
 
-        columns = {"state": state, "worker": worker, "restarts": restarts, "last_error": last_error}
+        def data_types(pair):
+            return ", ".join(pair.data_types or [])
+
+        columns = {
+            "state": state,
+            "msg/s": rate,
+            "last message": last_message,
+            "worker": worker,
+            "restarts": restarts,
+            "last error": last_error,
+            "data types": data_types,
+        }
         for name, column in columns.items():
-            column.short_description = name.replace("_", " ")
-        return ["symbol", "exchange", "enabled", *columns.values(), "data_types", "channels"]
+            column.short_description = name
+        return ["symbol", "exchange", "enabled", *columns.values()]
+
+
+class ExchangeNameFilter(admin.SimpleListFilter):
+    """The configured exchanges (the default would read every row for its choices)."""
+
+    title = "exchange"
+    parameter_name = "exchange"
+
+    def lookups(self, request, model_admin):
+        return [
+            (name, name)
+            for name in Exchange.objects.order_by("name").values_list("name", flat=True)
+        ]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(exchange=self.value()) if self.value() else queryset
 
 
 @admin.register(CollectorStatus)
-class CollectorStatusAdmin(admin.ModelAdmin):
+class CollectorStatusAdmin(LargeTableAdmin):
+    """The status history grows with every health check: listed newest first from its time
+    index, searched by exact stream name (okx:BTC-USDT) through the name index."""
+
     list_display = [
-        "recorded_at",
+        "recorded",
         "name",
         "status",
         "is_healthy",
@@ -165,10 +329,19 @@ class CollectorStatusAdmin(admin.ModelAdmin):
         "restarts",
         "last_error",
     ]
-    list_filter = ["status", "is_healthy", "exchange"]
-    search_fields = ["name", "worker"]
-    date_hierarchy = "recorded_at"
-    show_full_result_count = False
+    list_filter = [
+        time_window_filter("recorded_at"),
+        ExchangeNameFilter,
+        fixed_choices_filter("status", "status", COLLECTOR_STATUSES),
+        "is_healthy",
+    ]
+    search_fields = ["name__exact"]
+    search_help_text = "a stream's name, exactly: okx:BTC-USDT"
+    sortable_by = ["recorded"]
+
+    @admin.display(description="recorded (UTC)", ordering="recorded_at")
+    def recorded(self, row) -> str:
+        return utc_with_milliseconds(row.recorded_at)
 
     def has_add_permission(self, request) -> bool:
         return False

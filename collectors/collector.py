@@ -4,6 +4,14 @@ Each endpoint of the adapter (OKX: public, business) gets a link (collectors.lin
 that connects, subscribes, receives, pings, and reconnects with exponential backoff. The
 adapter turns frames into data points; the collector counts, calls back and hands points
 to the sink.
+
+When the sink has no room (the database is down and its spill directory full or failing),
+the receiving thread waits in `deliver()` before taking the next points: the socket is not
+read, so the exchange holds or drops what it sends. After `BACKPRESSURE_LIMIT` seconds the
+collector drops the connection itself, handing the trades in hand back to the exchange:
+they are forgotten as seen and the gap-fill point is moved back before them, so the REST
+gap-fill after the reconnect fetches them again. Other points in hand are dropped and
+counted (`points_shed`). The collector's health names the storage problem meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from collectors.exchanges.base import ExchangeAdapter
+from collectors.exchanges.newest_trade import trade_number
 from collectors.health_rule import PERMANENT_ERROR, health_issues, restart_cause
 from collectors.link import CONNECT_TIMEOUT, DRAIN_TIMEOUT, Link, LinkStats
 from collectors.times import utc_text
@@ -28,9 +37,25 @@ from tcp_dashboard.logs.traces import POINTS, trace_points
 
 logger = logging.getLogger(__name__)
 
+BACKPRESSURE_TICK = 0.25  # seconds between checks (and heartbeats) while storage is full
+# Seconds a receiver waits for storage before dropping its connection. A real exchange
+# drops a client that stops reading well before this; the limit is for a peer that keeps
+# buffering for us, which loses nothing while we wait (docs/collectors.md, Storage).
+BACKPRESSURE_LIMIT = 120.0
+STOP_FLUSH_TIMEOUT = 30.0  # seconds a graceful stop waits for the sink to commit
+
+
+class StorageFull(ConnectionError):
+    """Storage had no room for this long: the connection is dropped, to be gap-filled later."""
+
 
 class Sink(Protocol):
     def put(self, points: list[MarketDataPoint]) -> None: ...
+
+
+def sink_method(sink: Sink | None, name: str) -> Callable | None:
+    """An optional part of a sink (flush, wait_for_room, problem...); None when it has none."""
+    return getattr(sink, name, None)
 
 
 def iso(timestamp: float | None) -> str:
@@ -56,6 +81,13 @@ class RecentTrades:
         self._seen: set[str] = set()
         self._capacity = capacity
         self._lock = threading.Lock()
+
+    def forget(self, trade_ids: list[str]) -> None:
+        """Trades handed back undelivered: when they come again, they are fresh."""
+        with self._lock:
+            # _order keeps them: when it drops an old entry, a later copy is forgotten a
+            # little early, and at worst delivered twice (storage ignores the repeat).
+            self._seen.difference_update(trade_ids)
 
     def fresh(self, points: list[MarketDataPoint]) -> list[MarketDataPoint]:
         with self._lock:
@@ -102,6 +134,7 @@ class BaseDataCollector:
         self.last_heartbeat = 0.0
         self.last_data_time = 0.0
         self.callback_errors = 0
+        self.points_shed = 0  # non-trade points dropped with a connection storage had no room for
         self.recent_trades = RecentTrades()
         self.restarts = 0
         self.total_reconnects = 0
@@ -153,8 +186,10 @@ class BaseDataCollector:
             await asyncio.to_thread(link.thread.join, 0 if force else DRAIN_TIMEOUT + 2)
             link.stop()
             self._retire_stats(link)
-        if not force and self.sink is not None and hasattr(self.sink, "flush"):
-            await asyncio.to_thread(self.sink.flush, 30.0)
+        # While the database is down waiting is pointless: the sink keeps the rows.
+        flush = sink_method(self.sink, "flush_unless_down") or sink_method(self.sink, "flush")
+        if not force and flush is not None:
+            await asyncio.to_thread(flush, STOP_FLUSH_TIMEOUT)
         self.set_status("stopped")
 
     async def restart(self) -> bool:
@@ -230,6 +265,8 @@ class BaseDataCollector:
         logger.warning("%s: %s", self.name, self.last_error)
 
     def deliver(self, points: list[MarketDataPoint]) -> None:
+        if self.sink is not None and not self._storage_has_room():
+            self._hand_back(points)
         self.last_data_time = time.time()
         if POINTS.isEnabledFor(logging.DEBUG):  # data_collectors.verbose (docs/logging.md)
             trace_points(self.name, points)
@@ -246,6 +283,55 @@ class BaseDataCollector:
                         self.record_error(None, f"callback {callback!r}: {error!r}"[:300])
         if self.sink is not None:
             self.sink.put(points)
+
+    def _storage_has_room(self) -> bool:
+        """Back-pressure: wait while the sink has no room (the socket is not read meanwhile);
+        False when it had none for BACKPRESSURE_LIMIT seconds."""
+        wait = sink_method(self.sink, "wait_for_room")
+        if wait is None or wait(0):
+            return True
+        logger.warning(
+            "%s: storage has no room (%s); not reading from the exchange until it has",
+            self.name,
+            self.storage_problem(),
+        )
+        paused_at = time.monotonic()
+        while self.should_be_running:  # a stopping collector hands its last points over
+            if wait(BACKPRESSURE_TICK):
+                logger.warning(
+                    "%s: storage has room again after %.1fs; reading on",
+                    self.name,
+                    time.monotonic() - paused_at,
+                )
+                return True
+            self.last_heartbeat = time.time()  # paused on purpose, not stuck
+            if time.monotonic() - paused_at >= BACKPRESSURE_LIMIT:
+                return False
+        return True
+
+    def _hand_back(self, points: list[MarketDataPoint]) -> None:
+        """Drop the connection with these points undelivered: trades to be gap-filled."""
+        trades = [p.data.get("trade_id") for p in points if p.data_type is DataType.TRADE]
+        trade_ids = [trade_id for trade_id in trades if trade_id is not None]
+        self.recent_trades.forget(trade_ids)
+        numbers = [n for n in map(trade_number, trade_ids) if n is not None]
+        newest = getattr(self.adapter, "newest_trade", None)  # where the gap-fill starts
+        if numbers and newest is not None:
+            before = min(numbers) - 1
+            newest.trade_id = before if newest.trade_id is None else min(newest.trade_id, before)
+        shed = len(points) - len(trade_ids)
+        with self._lock:
+            self.points_shed += shed
+        raise StorageFull(
+            f"storage had no room for {BACKPRESSURE_LIMIT:g}s ({self.storage_problem()});"
+            f" dropping the connection: {len(trade_ids)} trades left to the gap-fill,"
+            f" {shed} other points dropped"
+        )
+
+    def storage_problem(self) -> str:
+        """Why the sink is not keeping up ('' when it is), as its health shows it."""
+        problem = sink_method(self.sink, "problem")
+        return problem() if problem is not None else ""
 
     def _retire_stats(self, link: Link) -> None:
         retired = self._retired_stats
@@ -318,7 +404,9 @@ class BaseDataCollector:
     def health_issues(self) -> list[str]:
         """What is wrong now, by the one rule (collectors.health_rule); empty when healthy."""
         issues = health_issues(self.get_status(), is_running=self.is_running)
-        return [issue.text for issue in issues]
+        texts = [issue.text for issue in issues]
+        storage = self.storage_problem() if self.should_be_running else ""
+        return [*texts, f"storage: {storage}"] if storage else texts
 
     def restart_cause(self) -> str | None:
         """Why a restart would help now (in error, silent, not running), or None."""

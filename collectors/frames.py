@@ -15,12 +15,12 @@ is a 2-10 byte header and its payload.
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 from urllib.parse import urlsplit
 
 import websocket
 
+from collectors.tls import check_url, exchange_ssl_context
 from collectors.types import COLLECTOR_DEFAULTS
 
 CHUNK = 65536
@@ -195,6 +195,7 @@ def open_socket(
     url: str, timeout: float, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> ReadAheadSocket:
     """A TCP (TLS for wss://) connection to the WebSocket URL's host."""
+    check_url(url)
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     sock = socket.create_connection(
@@ -202,5 +203,9 @@ def open_socket(
     )
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if secure:
-        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
+        try:
+            sock = exchange_ssl_context().wrap_socket(sock, server_hostname=parts.hostname)
+        except BaseException:
+            sock.close()
+            raise
     return ReadAheadSocket(sock, max_message_bytes, handshake_timeout=timeout)

@@ -16,6 +16,7 @@ import websocket
 
 from collectors.exchanges.base import ConfigurationError, Endpoint, FrameError, Handled
 from collectors.frames import CLOSE, PING, PONG, open_socket
+from tcp_dashboard.logs.redaction import without_credentials
 from tcp_dashboard.logs.traces import FRAMES, trace_frame
 
 if TYPE_CHECKING:
@@ -172,7 +173,10 @@ class Link:
         for frame in self.session.subscribe_frames():
             self.ws.send(frame)
         logger.info(
-            "%s %s: connected to %s", self.collector.name, self.endpoint.key, self.endpoint.url
+            "%s %s: connected to %s",
+            self.collector.name,
+            self.endpoint.key,
+            without_credentials(self.endpoint.url),
         )
 
     def receive(self) -> None:

@@ -11,6 +11,7 @@ from collectors.config.schema import (
     validate_exchange_fields,
     validate_trading_pair_fields,
 )
+from collectors.exchanges.listing import check_symbols, unchecked_message, unlisted_message
 from collectors.types import COLLECTOR_DEFAULTS as DEFAULTS
 from collectors.types import account_symbol
 
@@ -110,6 +111,24 @@ class TradingPair(models.Model):
         errors = validate_trading_pair_fields(self)
         if errors:
             raise ValidationError(errors)
+        self.symbol_check_note = ""
+        if self.symbol_is_new():
+            exchange = self.exchange
+            check = check_symbols(exchange.name, exchange.rest_url, [self.symbol])
+            if check.unlisted:
+                raise ValidationError({"symbol": unlisted_message(exchange.name, check.unlisted)})
+            if check.unchecked:
+                # Saved anyway (collectors.exchanges.listing); the admin shows this warning.
+                self.symbol_check_note = (
+                    f"Symbol {self.symbol} of {exchange.name} {unchecked_message(check)}"
+                )
+
+    def symbol_is_new(self) -> bool:
+        """Added, or its symbol or exchange changed: what the exchange must be asked about."""
+        if self._state.adding or self.pk is None:
+            return True
+        stored = TradingPair.objects.filter(pk=self.pk).values_list("exchange_id", "symbol")
+        return stored.first() != (self.exchange_id, self.symbol)
 
     @property
     def collector_name(self) -> str:
@@ -137,7 +156,11 @@ class CollectorStatus(models.Model):
         db_table = "collector_status"
         verbose_name_plural = "collector status"
         ordering = ["-recorded_at"]
-        indexes = [models.Index(fields=["name", "-recorded_at"], name="collector_status_name_idx")]
+        indexes = [
+            models.Index(fields=["name", "-recorded_at"], name="collector_status_name_idx"),
+            # The newest first (the admin's list) and retention's oldest, without a full scan.
+            models.Index(fields=["-recorded_at"], name="collector_status_time_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} {self.status} at {self.recorded_at:%Y-%m-%d %H:%M:%S}"
@@ -224,3 +247,24 @@ class ExchangeRetention(models.Model):
 
     def __str__(self) -> str:
         return f"{self.exchange.name} {self.kind}: {self.days} days"
+
+
+class ReplayedSpillFile(models.Model):
+    """A storage sink's spill file whose rows were committed (collectors.storage.sink).
+
+    Written in the transaction that stores the rows, so a file left on disk by a process
+    that died before deleting it is recognised and never stored twice.
+    """
+
+    sink = models.CharField(max_length=100)
+    file_name = models.CharField(max_length=100)
+    replayed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "storage_replayed_spill_files"
+        constraints = [
+            models.UniqueConstraint(fields=["sink", "file_name"], name="replayed_spill_file_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sink}/{self.file_name}"

@@ -32,6 +32,8 @@ class MarketData(models.Model):
                 fields=["exchange", "symbol", "timestamp"], name="market_data_exch_sym_ts_idx"
             ),
             models.Index(fields=["data_type", "timestamp"], name="market_data_type_ts_idx"),
+            # The newest rows of every type at once (the admin's list), without a full scan.
+            models.Index(fields=["timestamp"], name="market_data_ts_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,17 @@
 """The platform's health: database, Redis, broker and collectors, each checked in seconds;
 and the view that answers it at /api/v1/health/.
 
-What a check says is safe to show anyone (a load balancer, an uptime service): never a
-host, a password or an exception's text; those go to the log.
+Anyone (a load balancer, an uptime service) gets the overall status and counts, throttled
+per address; signed-in users get every check's detail, one line per unhealthy collector.
+What a check says never holds a host, a password or an exception's text; those go to the
+log.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from collectors.hosting.reconcile import collector_states
+from marketdata.api.throttles import HealthThrottle, UserThrottle
 from marketdata.backups.status import backup_status
 from marketdata.footprint import lifecycle_health
 from tcp_dashboard.postgresql.base import answer_within
@@ -36,6 +41,7 @@ TIMEOUT = 2.0  # seconds each network check may take
 class Check:
     ok: bool
     detail: str
+    counts: dict[str, int] | None = None  # shown to anyone, unlike the detail
 
 
 @dataclass(slots=True, frozen=True)
@@ -46,11 +52,29 @@ class HealthReport:
     def ok(self) -> bool:
         return all(check.ok for check in self.checks.values())
 
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "unhealthy"
+
     def as_dict(self) -> dict:
         return {
-            "status": "ok" if self.ok else "unhealthy",
+            "status": self.status,
             "checks": {name: {"ok": c.ok, "detail": c.detail} for name, c in self.checks.items()},
         }
+
+    def summary(self) -> dict:
+        """What anyone may see: the status, the counts and which of the fixed checks
+        (database, redis, ...) fail; no collector names and no details. The names let an
+        operator see a database outage even when signing in needs that database."""
+        failing = [name for name, check in self.checks.items() if not check.ok]
+        answer = {
+            "status": self.status,
+            "checks": {"total": len(self.checks), "failing": len(failing), "names": failing},
+        }
+        for name, check in self.checks.items():
+            if check.counts is not None:
+                answer[name] = check.counts
+        return answer
 
 
 def check_database() -> Check:
@@ -104,9 +128,8 @@ def check_broker() -> Check:
 
 
 def check_collectors() -> Check:
-    """Every collector that should run is running and healthy (by its heartbeat)."""
-    if not settings.REDIS_URL:
-        return Check(True, "not checked: collector heartbeats need Redis")
+    """Every collector that should run is running and healthy (by its heartbeat in Redis,
+    or without Redis by the embedded host's status file)."""
     try:
         states = collector_states()
     except (redis.RedisError, DatabaseError, ImproperlyConfigured) as error:
@@ -114,10 +137,11 @@ def check_collectors() -> Check:
         return Check(False, "collector states cannot be read")
     expected = [state for state in states if state.should_be_running]
     troubled = [state for state in states if not state.is_healthy]
+    counts = {"expected": len(expected), "unhealthy": len(troubled)}
     if troubled:
         issues = "; ".join(f"{s.name}: {', '.join(s.issues) or s.status}" for s in troubled)
-        return Check(False, f"{len(troubled)} unhealthy: {issues}")
-    return Check(True, f"{len(expected)} of {len(expected)} healthy")
+        return Check(False, f"{len(troubled)} unhealthy: {issues}", counts)
+    return Check(True, f"{len(expected)} of {len(expected)} healthy", counts)
 
 
 def check_backups() -> Check:
@@ -188,25 +212,84 @@ HEALTH = {
     },
     "required": ["status", "checks"],
 }
+COUNT = {"type": "integer", "minimum": 0}
+HEALTH_SUMMARY = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+        "checks": {
+            "type": "object",
+            "properties": {
+                "total": COUNT,
+                "failing": COUNT,
+                "names": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["total", "failing", "names"],
+        },
+        "collectors": {
+            "type": "object",
+            "properties": {"expected": COUNT, "unhealthy": COUNT},
+            "required": ["expected", "unhealthy"],
+        },
+    },
+    "required": ["status", "checks"],
+}
+HEALTH_ANSWER = {"oneOf": [HEALTH, HEALTH_SUMMARY]}
 
 
 class Health(APIView):
-    """For load balancers and uptime checks: no credentials, no throttling."""
+    """For load balancers and uptime checks, with no credentials: the status and counts,
+    throttled per address. Signed-in users (a token or a session) get the details."""
 
     permission_classes = [AllowAny]
-    authentication_classes = []
-    throttle_classes = []
+    throttle_classes = [UserThrottle, HealthThrottle]
 
     @extend_schema(
         operation_id="health",
         summary="Platform health",
         description=(
             "Database, Redis, broker, collectors, backups and storage (retention, archive, "
-            "partitions): 200 when all are healthy, else 503."
+            "partitions): 200 when all are healthy, else 503. Anonymous callers get the "
+            "status, the number of checks failing and the number of collectors expected and "
+            "unhealthy, throttled per address (API_THROTTLE_HEALTH); signed-in users get "
+            "each check's detail."
         ),
-        responses={200: HEALTH, 503: HEALTH},
+        responses={200: HEALTH_ANSWER, 503: HEALTH_ANSWER},
         tags=["health"],
     )
     def get(self, request: Request) -> Response:
-        report = system_health()
-        return Response(report.as_dict(), status=200 if report.ok else 503)
+        if request.user and request.user.is_authenticated:
+            report = system_health()
+            return Response(report.as_dict(), status=200 if report.ok else 503)
+        body = anonymous_answer()
+        return Response(body, status=200 if body["status"] == "ok" else 503)
+
+
+class SharedSummary:
+    """The anonymous answer, computed at most once per API_HEALTH_CACHE_SECONDS in this
+    process for all anonymous callers together: many callers cost one check. Kept in the
+    process, not in Redis, so that it works the same when Redis is down."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.summary: dict | None = None
+        self.expires = 0.0
+
+    def get(self) -> dict:
+        seconds = settings.API_HEALTH_CACHE_SECONDS
+        with self.lock:  # callers that arrive during a check wait for its answer
+            if self.summary is None or time.monotonic() >= self.expires or seconds <= 0:
+                self.summary = system_health().summary()
+                self.expires = time.monotonic() + seconds
+            return self.summary
+
+    def clear(self) -> None:
+        with self.lock:
+            self.summary = None
+
+
+SHARED_SUMMARY = SharedSummary()
+
+
+def anonymous_answer() -> dict:
+    return SHARED_SUMMARY.get()

@@ -158,7 +158,7 @@ def test_the_stop_action_disables_the_pair(staff_client, some_data, redis_client
         follow=True,
     )
     sent = [str(message) for message in response.context["messages"]]
-    assert sent == ["okx:BTC-USDT: stop sent (disabled)"]
+    assert sent == ["okx:BTC-USDT: disabled, not running"]
     pair.refresh_from_db()
     assert pair.enabled is False
 

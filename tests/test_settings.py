@@ -68,15 +68,43 @@ def test_bad_booleans_and_numbers_name_the_variable(monkeypatch):
         env_number("DB_POOL_SIZE", 10, minimum=1, cast=int)
 
 
-def test_the_database_pool_follows_the_spec_defaults():
+def test_the_database_pool_follows_the_spec_timeout_and_recycle_and_the_role_maximum():
     from django.conf import settings
 
     assert settings.DB_POOL_TIMEOUT == 30.0
     assert settings.DB_POOL_RECYCLE == 3600.0
-    assert settings.DB_MAX_OVERFLOW == 20
     pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
-    assert pool["max_size"] == settings.DB_POOL_SIZE + 20
+    assert settings.DB_POOL_ROLE == "command"  # the test run
+    assert pool["max_size"] == 20  # DB_POOL_MAX_COMMAND of the test settings
+    assert pool["min_size"] == settings.DB_POOL_SIZE
     assert pool["max_lifetime"] == 3600.0
+
+
+def test_a_celery_worker_of_the_collectors_queue_sizes_its_pool_as_a_collector_worker(tmp_path):
+    script = (
+        "import sys; sys.argv = ['celery', '-A', 'tcp_dashboard', 'worker', '-Q', 'collectors'];"
+        "import django; django.setup(); from django.conf import settings;"
+        "pool = settings.DATABASES['default']['OPTIONS']['pool'];"
+        "print(settings.DB_POOL_ROLE, pool['min_size'], pool['max_size'])"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tcp_dashboard.settings.base",
+        "DATABASE_URL": "postgresql://postgres@127.0.0.1/none",
+        "DB_POOL_SIZE": "1",
+        "DB_POOL_MAX_COLLECTORS": "7",
+    }
+    env.pop("DB_POOL_MAX_COMMAND", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.stdout.split() == ["collectors", "1", "7"], result.stderr
+
+
+def test_the_retired_overflow_setting_is_refused_with_what_replaces_it(tmp_path):
+    result = run_manage(["check"], bare_env(tmp_path, DB_MAX_OVERFLOW="20"))
+    assert result.returncode != 0
+    assert "DB_POOL_MAX_WEB" in result.stderr
 
 
 def test_it_runs_on_embedded_defaults_with_nothing_set(tmp_path):

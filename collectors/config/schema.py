@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from collectors.exchanges import adapter_class, supported_exchanges, supports_accounts
 from collectors.exchanges.base import ExchangeAdapter
+from collectors.tls import plaintext_problem
 from collectors.types import (
     ACCOUNT_DATA_TYPES,
     ACCOUNT_NAME,
@@ -43,7 +44,8 @@ DEFAULT_ACCOUNT = "main"
 MAX_INTEGER = 2**31 - 1  # PositiveIntegerField's limit in PostgreSQL
 MAX_URL_LENGTH = 255  # the models' CharField
 MAX_SYMBOL_LENGTH = 50
-WS_SCHEMES = ("wss", "ws")  # ws:// lets a collector point at a local simulator
+# ws:// and http:// let a collector point at a local simulator: loopback hosts only.
+WS_SCHEMES = ("wss", "ws")
 HTTP_SCHEMES = ("https", "http")
 
 TOP_LEVEL_KEYS = (
@@ -180,6 +182,8 @@ def url_check(schemes: tuple[str, ...]) -> Callable[[Any], str]:
             raise Invalid(f"URL scheme must be {' or '.join(schemes)}, not {parts.scheme!r}")
         if not parts.hostname:
             raise Invalid(f"URL has no host: {value!r}")
+        if plaintext_problem(value):
+            raise Invalid(plaintext_problem(value))
         if len(value) > MAX_URL_LENGTH:
             raise Invalid(f"URL longer than {MAX_URL_LENGTH} characters: {value!r}")
         return value

@@ -75,6 +75,18 @@ def apply_exchange_config(config: ExchangeConfig, *, replace: bool = False) -> S
     return SavedConfig(exchange, changes)
 
 
+def add_exchange_config_if_new(config: ExchangeConfig) -> SavedConfig | None:
+    """Store a configuration only if its exchange is not in the database yet; None if it is.
+
+    What an operator did to a stored exchange (a pair disabled, deleted, a setting changed)
+    is theirs: loading a file again must not undo it.
+    """
+    with transaction.atomic():
+        if Exchange.objects.select_for_update().filter(name=config.exchange).exists():
+            return None
+        return apply_exchange_config(config)
+
+
 def exchange_fields(config: ExchangeConfig) -> dict[str, Any]:
     fields = {setting.name: getattr(config, setting.name) for setting in SETTINGS}
     fields["business_ws_url"] = config.business_ws_url or ""

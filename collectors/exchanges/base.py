@@ -127,6 +127,13 @@ class ExchangeAdapter(ABC):
         # what a value must keep to be stored (collectors.bounds), as the settings say
         self.bounds = Bounds.from_settings()
 
+    @classmethod
+    def unlisted_symbols(cls, symbols: list[str], rest_url: str, timeout: float) -> list[str]:
+        """The symbols the exchange does not list, asked from its REST instrument list
+        (`rest_url`, or the exchange's own when blank). Raises OSError or ValueError when
+        the exchange cannot be asked. An adapter that cannot ask lists every symbol."""
+        return []
+
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...
 

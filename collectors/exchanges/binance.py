@@ -199,6 +199,10 @@ class BinanceAdapter(ExchangeAdapter):
         url = combined_stream_url(params.get("public_ws_url") or self.default_public_ws_url)
         return [Endpoint("stream", url, ({"streams": tuple(streams)},))]
 
+    @classmethod
+    def unlisted_symbols(cls, symbols: list[str], rest_url: str, timeout: float) -> list[str]:
+        return [symbol for symbol in symbols if not symbol_listed(symbol, rest_url, timeout)]
+
     def session(self, endpoint: Endpoint) -> BinanceSession:
         params = self.config.custom_params or {}
         backfill, pages = params.get("trade_backfill"), params.get("trade_backfill_pages")
@@ -208,6 +212,22 @@ class BinanceAdapter(ExchangeAdapter):
             trade_backfill=TRADE_BACKFILL if backfill is None else backfill,
             backfill_pages=TRADE_BACKFILL_PAGES if pages is None else pages,
         )
+
+
+def symbol_listed(symbol: str, rest_url: str, timeout: float) -> bool:
+    """GET /api/v3/exchangeInfo?symbol=S: False when Binance answers "Invalid symbol"."""
+    url = rest_url or DEFAULT_REST_URL
+    try:
+        body = get_json(url, "/api/v3/exchangeInfo", {"symbol": symbol}, timeout)
+    except urllib.error.HTTPError as error:
+        answer = error_answer(error)
+        if isinstance(answer, BinanceError) and answer.code == INVALID_SYMBOL:
+            return False
+        raise answer from None
+    listed = body.get("symbols") if type(body) is dict else None
+    if type(listed) is not list:
+        raise ValueError("binance exchangeInfo answer holds no symbols list")
+    return any(type(item) is dict and item.get("symbol") == symbol for item in listed)
 
 
 def combined_stream_url(url: str) -> str:

@@ -79,6 +79,11 @@ CANDLE_CHANNELS = frozenset(
 # OKX serves candles only on /ws/v5/business since 2023
 BUSINESS_ROLES = frozenset({"candle"})
 DEFAULT_REST_URL = "https://www.okx.com"
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+# The error event of a subscription to a channel or instId OKX does not have:
+# {"event":"error","code":"60018","msg":"Subscribe failed, wrong URL or channel:trades,
+# instId:SOL-USDX doesn't exist. ..."}
+NOT_FOUND = "60018"
 REST_DEPTH = 400  # the depth of the `books` channel
 REST_TIMEOUT = 5.0  # seconds; the fetch blocks this connection's receive loop
 # Recent trades fetched over REST on each trades subscription, to fill what a reconnect
@@ -143,6 +148,16 @@ class OkxAdapter(ExchangeAdapter):
         super().__init__(config)
         # kept across this collector's connections, so each can fill what the last missed
         self.newest_trade = NewestTrade()
+
+    @classmethod
+    def unlisted_symbols(cls, symbols: list[str], rest_url: str, timeout: float) -> list[str]:
+        """GET /api/v5/public/instruments?instType=T once per instrument type asked about."""
+        listed: set[str] = set()
+        for inst_type, family in sorted({instrument_kind(symbol) for symbol in symbols}):
+            query = {"instType": inst_type, **({"instFamily": family} if family else {})}
+            items = fetch_okx_rest(rest_url or DEFAULT_REST_URL, INSTRUMENTS_PATH, query, timeout)
+            listed.update(item.get("instId") for item in items if type(item) is dict)
+        return [symbol for symbol in symbols if symbol not in listed]
 
     def resume_after_trade(self, trade_id: str) -> None:
         self.newest_trade.saw(trade_id)
@@ -290,6 +305,12 @@ class OkxSession(ExchangeSession):
             return handled
         if event in ("error", "channel-conn-count-error"):
             code, text = message.get("code"), str(message.get("msg", ""))[:200]
+            if code == NOT_FOUND:
+                # A channel or instrument OKX does not have: asking again cannot help.
+                return Handled(
+                    permanent_error=f"okx {event} {code}: {text}; "
+                    "not restarted until the configuration changes"
+                )
             return Handled(errors=[f"okx {event} {code}: {text}"])
         if event == "notice" and message.get("code") == "64008":
             return Handled(upgrade_notice=True)
@@ -577,6 +598,17 @@ def book_message(item: dict, bounds: Bounds, received: int) -> BookMessage:
         prev_seq=optional_int(item.get("prevSeqId"), "prevSeqId"),
         checksum=optional_checksum(item),
     )
+
+
+def instrument_kind(inst_id: str) -> tuple[str, str]:
+    """OKX's instType of an instId, and the instFamily its list needs (options only):
+    BTC-USDT SPOT, BTC-USDT-SWAP SWAP, BTC-USD-220527 FUTURES, BTC-USD-220527-30000-C OPTION."""
+    parts = inst_id.split("-")
+    if parts[-1] == "SWAP":
+        return "SWAP", ""
+    if parts[-1] in ("C", "P") and len(parts) == 5:
+        return "OPTION", f"{parts[0]}-{parts[1]}"
+    return ("FUTURES", "") if len(parts) == 3 else ("SPOT", "")
 
 
 def books_sync(exchange: str, symbol: str, rest_url: str, bounds: Bounds) -> BookSync:

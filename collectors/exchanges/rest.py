@@ -1,5 +1,6 @@
 """The exchanges' REST client: GET a JSON answer, bounded in time and size, rate limits named.
 
+Connections use TLS 1.3 at least, and plaintext http:// only to loopback (collectors.tls).
 Exchange modules add their own paths and read their own error bodies; what every REST
 API shares is here: a timeout, a cap on the answer's size, and "Too Many Requests"
 (HTTP 429, or 418 for an IP ban) raised as RateLimited with the server's Retry-After.
@@ -14,6 +15,8 @@ import urllib.request
 from typing import Any
 
 import orjson
+
+from collectors.tls import check_url, exchange_ssl_context
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # the largest REST answer read; a bigger one is refused
 RATE_LIMIT_STATUSES = (418, 429)
@@ -43,14 +46,17 @@ def get_json(base_url: str, path: str, query: dict[str, Any], timeout: float) ->
     error status, a network error, an unreadable or oversized answer), ValueError when
     the URL is not http(s) or the answer is not JSON.
     """
-    if urllib.parse.urlsplit(base_url).scheme not in ("http", "https"):
+    scheme = urllib.parse.urlsplit(base_url).scheme
+    if scheme not in ("http", "https"):
         raise ValueError(f"REST base URL must be http(s): {base_url[:100]!r}")
+    check_url(base_url)
     url = f"{base_url.rstrip('/')}{path}"
     if query:
         url += "?" + urllib.parse.urlencode(query)
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        context = exchange_ssl_context() if scheme == "https" else None
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             body = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as error:
         if error.code in RATE_LIMIT_STATUSES:

@@ -32,6 +32,7 @@ from collectors.factory import ExchangeFactory
 from collectors.hosting import heartbeat, leases
 from collectors.hosting.heartbeat import WorkerBeat, config_key, heartbeat_of
 from collectors.hosting.live_candles import LiveCandles
+from collectors.hosting.runner import sink_buffer_size
 from collectors.manager import CollectorManager
 from collectors.storage.sink import StorageSink
 from collectors.types import ExchangeCollectorConfig
@@ -107,6 +108,15 @@ class LeaseFence:
 
     def flush(self, timeout: float | None = None) -> bool:
         return self.sink.flush(timeout)
+
+    def flush_unless_down(self, timeout: float | None = None) -> bool:
+        return getattr(self.sink, "flush_unless_down", self.sink.flush)(timeout)
+
+    def wait_for_room(self, timeout: float | None = None) -> bool:
+        return self.sink.wait_for_room(timeout)
+
+    def problem(self) -> str:
+        return self.sink.problem()
 
 
 class CollectorHost:
@@ -346,6 +356,7 @@ class CollectorHost:
             self.manager.add_collector(collector)
             self.live_candles.attach(collector)
             self._hosted[name] = entry
+            self._fit_sink()
             try:
                 live = await collector.start()
             except BaseException:
@@ -419,11 +430,21 @@ class CollectorHost:
         self.manager.add_collector(new)
         self.live_candles.attach(new)
         entry.collector, entry.config = new, key
+        self._fit_sink()
         return await new.start()
 
     def _remove(self, name: str) -> None:
         self.live_candles.detach(name)
         self.manager.remove_collector(name)
+        self._fit_sink()
+
+    def _fit_sink(self) -> None:
+        """This worker's sink writes at the largest buffer_size of the streams it runs (the
+        exchange configuration's); a sink given to the host is left as it was made."""
+        if self._own_sink:
+            names = self.manager.list_collectors()
+            configs = [self.manager.get_collector(name).config for name in names]
+            self.sink.set_buffer_size(sink_buffer_size(configs))
 
     async def _shut_down(self, force: bool) -> None:
         # A start in progress adds its collector while others stop: repeat until none is left.

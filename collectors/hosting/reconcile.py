@@ -17,13 +17,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import kombu.exceptions
 import redis
 from celery.result import AsyncResult
 from django.db import transaction
 
 from collectors.config.store import collector_configs_from_db
 from collectors.health_rule import restart_cause
-from collectors.hosting import leases
+from collectors.hosting import embedded, leases
 from collectors.hosting.control import send_start, send_to_worker
 from collectors.hosting.heartbeat import Heartbeat, config_key, read_heartbeats
 from collectors.hosting.schedule import sync_health_check_schedule
@@ -187,12 +188,19 @@ class Observation:
 
 
 def observe(client: redis.Redis | None = None) -> Observation:
-    client = client or leases.redis_client()
+    """Desired state from the database; actual state from Redis, or without Redis from the
+    embedded host's status file (collectors.hosting.embedded)."""
     desired = {config.name: config for config in collector_configs_from_db()}
     pairs = TradingPair.objects.values_list("exchange__name", "symbol")
     configured = {f"{exchange}:{symbol}" for exchange, symbol in pairs}
     accounts = ExchangeAccount.objects.select_related("exchange")
     configured |= {account.collector_name for account in accounts}
+    if client is None and embedded.is_embedded():
+        found = embedded.read_status()
+        if found is None:
+            return Observation(desired, {}, {}, configured)
+        return Observation(desired, found.heartbeats, found.holders, configured)
+    client = client or leases.redis_client()
     holders = {name: leases.worker_of(owner) for name, owner in leases.holders(client).items()}
     return Observation(desired, read_heartbeats(client), holders, configured)
 
@@ -233,6 +241,43 @@ def reconcile(client: redis.Redis | None = None) -> dict[str, Any]:
         "actions": [action.as_dict() for action in actions],
         "every": sync_health_check_schedule(),
     }
+
+
+@dataclass(slots=True, frozen=True)
+class Applied:
+    """What applying a configuration change at once did, for the operator."""
+
+    message: str
+    level: int = logging.INFO
+    actions: tuple[Action, ...] = ()
+
+
+def apply_configuration_now(what: str = "Saved") -> Applied:
+    """Reconcile now, after an operator changed the configuration (the admin's save);
+    the message, starting with `what`, says what that did."""
+    if embedded.is_embedded():
+        message = (
+            f"{what}; the embedded collectors (manage.py collect) follow the database and "
+            f"apply it within {embedded.pickup_within():g} s"
+        )
+        if embedded.read_status() is None:
+            message += ", but no embedded collector process runs now"
+        return Applied(message + ".")
+    try:
+        summary = reconcile()
+    except (redis.RedisError, kombu.exceptions.OperationalError, OSError) as error:
+        return Applied(
+            f"{what}, but the collectors cannot be reached now ({error}); the next health "
+            "check applies it.",
+            logging.WARNING,
+        )
+    actions = tuple(Action(**action) for action in summary["actions"])
+    if not actions:
+        return Applied(
+            f"{what}; the running collectors already match the configuration: nothing to change."
+        )
+    done = "; ".join(f"{a.kind} {a.name} ({a.reason})" for a in actions)
+    return Applied(f"{what}; applied now: {done}.", actions=actions)
 
 
 def collector_states(client: redis.Redis | None = None) -> list[CollectorState]:

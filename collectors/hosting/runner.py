@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -41,10 +42,26 @@ class CollectorSummary:
         return text + (f", last error: {self.last_error}" if self.last_error else "")
 
 
-def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
+@dataclass(slots=True)
+class RunReport:
+    collectors: list[CollectorSummary]
+    rows_lost: int  # received but neither stored nor spilled for a later run (0 when kept)
+
+    def storage_line(self) -> str:
+        if self.rows_lost:
+            return f"storage: {self.rows_lost} rows could not be kept (neither stored nor spilled)"
+        return "storage: every row received was stored or spilled for the next run"
+
+
+def sink_buffer_size(configs: Iterable[ExchangeCollectorConfig]) -> int:
+    """The buffer_size of a sink shared by these collectors: the largest they ask for."""
     default = COLLECTOR_DEFAULTS["buffer_size"]
     buffer_sizes = [(c.custom_params or {}).get("buffer_size") or default for c in configs]
-    return StorageSink(name=name, buffer_size=max(buffer_sizes, default=default))
+    return max(buffer_sizes, default=default)
+
+
+def build_sink(configs: list[ExchangeCollectorConfig], name: str = "collect") -> StorageSink:
+    return StorageSink(name=name, buffer_size=sink_buffer_size(configs))
 
 
 def run_collectors(
@@ -53,8 +70,11 @@ def run_collectors(
     duration: float | None = None,
     stop: threading.Event | None = None,
     sink: StorageSink | None = None,
-) -> list[CollectorSummary]:
-    """Collect until `duration` seconds pass or `stop` is set; flush and summarise."""
+) -> RunReport:
+    """Collect until `duration` seconds pass or `stop` is set; flush and summarise.
+
+    Rows lost are counted only for the sink this creates (`sink` is the caller's to stop).
+    """
     stop = stop or threading.Event()
     collectors = ExchangeFactory.create_multiple_collectors(configs)
     own_sink = sink is None
@@ -83,15 +103,16 @@ def run_collectors(
             await asyncio.to_thread(stop.wait, 0.5 if left is None else min(0.5, left))
         await manager.stop()
 
+    rows_lost = 0
     try:
         asyncio.run(main())
     finally:
         live_candles.stop()
         if own_sink:
-            sink.stop()
+            rows_lost = sink.stop()
         if publish_to is not None:
             publish_to.close()
-    return [summarise(collector) for collector in collectors]
+    return RunReport([summarise(collector) for collector in collectors], rows_lost)
 
 
 def summarise(collector) -> CollectorSummary:

@@ -38,6 +38,7 @@ from collectors.simulators.market import (
     MarketGenerator,
     Tape,
     decimal_str,
+    listed_spot,
     spot_instrument,
     wall_clock_ms,
 )
@@ -505,7 +506,9 @@ class BinanceSimulator(SimulatorServer):
         self.shutdown_delay = shutdown_delay
         self.linger = linger
         self.clock = clock or wall_clock_ms
+        # The listed spot markets come last: the others keep the order they had.
         chosen = [*DEFAULT_INSTRUMENTS, *(instruments or ())]
+        chosen += [item for item in listed_spot("") if item.inst_id not in KNOWN_INSTRUMENTS]
         self.generator = MarketGenerator(
             seed, [binance_instrument(item) for item in chosen], self.clock, BOOK_LEVELS
         )

@@ -79,6 +79,47 @@ def contract_instrument(
     )
 
 
+# The spot markets every simulator lists besides its own defaults, so that a pair an
+# operator is likely to try exists: these bases against USDT and USDC, with a plausible
+# price, tick and lot each (README, "Simulators").
+LISTED_BASES: dict[str, tuple[str, str, str]] = {
+    # base: (start price, tick, lot)
+    "BTC": ("42000", "0.1", "0.00001"),
+    "ETH": ("2500", "0.01", "0.0001"),
+    "SOL": ("150", "0.01", "0.001"),
+    "XRP": ("0.6", "0.0001", "0.1"),
+    "DOGE": ("0.15", "0.00001", "1"),
+    "ADA": ("0.45", "0.0001", "0.1"),
+    "TRX": ("0.12", "0.00001", "1"),
+    "TON": ("5.5", "0.001", "0.01"),
+    "LTC": ("80", "0.01", "0.001"),
+    "BCH": ("350", "0.1", "0.0001"),
+    "DOT": ("7", "0.001", "0.01"),
+    "LINK": ("15", "0.001", "0.01"),
+    "AVAX": ("30", "0.01", "0.01"),
+    "UNI": ("7.5", "0.001", "0.01"),
+    "ATOM": ("9", "0.001", "0.01"),
+    "XLM": ("0.11", "0.00001", "1"),
+    "NEAR": ("5", "0.001", "0.01"),
+    "APT": ("9", "0.001", "0.01"),
+    "ARB": ("1.1", "0.0001", "0.1"),
+    "OP": ("2.5", "0.001", "0.01"),
+    "BNB": ("300", "0.01", "0.001"),
+    "SHIB": ("0.00002", "0.00000001", "1"),
+    "PEPE": ("0.00001", "0.000000001", "1"),
+}
+LISTED_QUOTES = ("USDT", "USDC")
+
+
+def listed_spot(separator: str) -> list[Instrument]:
+    """The listed spot markets, named BASE{separator}QUOTE (OKX: "-", Binance: "")."""
+    return [
+        spot_instrument(f"{base}{separator}{quote}", tick, lot, price)
+        for base, (price, tick, lot) in LISTED_BASES.items()
+        for quote in LISTED_QUOTES
+    ]
+
+
 def instrument_for(symbol: str) -> Instrument:
     """A plausible spot instrument for any symbol; an exchange's simulator gives the ones it
     knows their real grids (simulators.okx.okx_instrument)."""

@@ -36,6 +36,7 @@ from collectors.simulators.market import (
     Tape,
     contract_instrument,
     decimal_str,
+    listed_spot,
     spot_instrument,
     wall_clock_ms,
 )
@@ -72,6 +73,8 @@ REST_TRADES_PATH = "/api/v5/market/trades"
 REST_TRADES_DEFAULT = 100  # OKX's default `limit` for recent trades
 REST_TRADES_MAX = 500  # and the most it serves
 REST_HISTORY_TRADES_PATH = "/api/v5/market/history-trades"
+REST_INSTRUMENTS_PATH = "/api/v5/public/instruments"
+INST_TYPES = ("SPOT", "SWAP", "FUTURES", "OPTION", "MARGIN")
 REST_HISTORY_TRADES_MAX = 100  # a page of older trades: default and most
 REST_BALANCE_PATH = "/api/v5/account/balance"
 REST_POSITIONS_PATH = "/api/v5/account/positions"
@@ -595,7 +598,9 @@ class OkxSimulator(SimulatorServer):
         # whether anyone listens or not; trades a reconnecting client missed come from REST
         self.linger = linger
         self.clock = clock or wall_clock_ms
+        # The listed spot markets come last: the others keep the order (and seqIds) they had.
         chosen = [*DEFAULT_INSTRUMENTS, *(instruments or ())]
+        chosen += [item for item in listed_spot("-") if item.inst_id not in KNOWN_INSTRUMENTS]
         self.generator = MarketGenerator(
             seed, [okx_instrument(item) for item in chosen], self.clock, BOOK_LEVELS
         )
@@ -990,6 +995,9 @@ class OkxSimulator(SimulatorServer):
         if path == REST_HISTORY_TRADES_PATH and request.method == "GET":
             self.events["rest_requests"] += 1
             return self._rest_history_trades(query)
+        if path == REST_INSTRUMENTS_PATH and request.method == "GET":
+            self.events["rest_requests"] += 1
+            return self._rest_instruments(query)
         if path == "/_sim/trades" and request.method == "GET":
             inst_id = (query.get("instId") or [""])[0]
             if inst_id not in self._markets:
@@ -1071,6 +1079,57 @@ class OkxSimulator(SimulatorServer):
             page = trades[-int(limit) :]
         data = [_trade_item(inst_id, record) for record in reversed(page)]
         return json_response(200, {"code": "0", "msg": "", "data": data})
+
+    def _rest_instruments(self, query: dict[str, list[str]]) -> Response:
+        """OKX's instrument list of one instType (every market this simulator serves of that
+        type), or the one instrument `instId` names."""
+        inst_type = (query.get("instType") or [""])[0]
+        if not inst_type:
+            return json_response(
+                400, {"code": "50014", "msg": "Parameter instType can not be empty.", "data": []}
+            )
+        if inst_type not in INST_TYPES:
+            return _param_error("instType")
+        inst_id = (query.get("instId") or [""])[0]
+        items = [
+            _instrument_item(market.instrument)
+            for market in self._markets.values()
+            if market.instrument.inst_type == inst_type
+            and (not inst_id or market.instrument.inst_id == inst_id)
+        ]
+        if inst_id and not items:
+            return json_response(
+                200, {"code": "51001", "msg": "Instrument ID does not exist", "data": []}
+            )
+        return json_response(200, {"code": "0", "msg": "", "data": items})
+
+
+def _instrument_item(instrument: Instrument) -> dict[str, str]:
+    """An instrument as GET /api/v5/public/instruments lists it."""
+    parts = instrument.inst_id.split("-")
+    spot = instrument.inst_type == "SPOT"
+    family = "" if spot else f"{parts[0]}-{parts[1]}"
+    return {
+        "instType": instrument.inst_type,
+        "instId": instrument.inst_id,
+        "uly": family,
+        "instFamily": family,
+        "baseCcy": parts[0] if spot else "",
+        "quoteCcy": parts[1] if spot else "",
+        "settleCcy": ""
+        if spot
+        else (parts[0] if instrument.contract_type == "inverse" else parts[1]),
+        "ctVal": "" if spot else decimal_str(instrument.contract_value),
+        "ctValCcy": ""
+        if spot
+        else (parts[1] if instrument.contract_type == "inverse" else parts[0]),
+        "ctType": instrument.contract_type,
+        "tickSz": decimal_str(instrument.tick_size),
+        "lotSz": decimal_str(instrument.lot_size),
+        "minSz": decimal_str(instrument.lot_size),
+        "state": "live",
+        "listTime": "1606468572000",
+    }
 
 
 def api_key_from_env(names: str, environ: dict[str, str] | None = None) -> ApiKey:

@@ -68,6 +68,15 @@ WHERE NOT EXISTS (
 """
 
 
+# A spill file is recorded in the transaction that writes its rows, so a replay the
+# process could not finish (the file not yet deleted) is never written a second time.
+RECORD_REPLAY = """
+INSERT INTO storage_replayed_spill_files (sink, file_name) VALUES ({0}, {0})
+ON CONFLICT (sink, file_name) DO NOTHING
+"""
+FORGET_REPLAY = "DELETE FROM storage_replayed_spill_files WHERE sink = {0} AND file_name = {0}"
+
+
 def first_of_each_trade(trades: list[Row]) -> list[Row]:
     """The rows with distinct (exchange, symbol, trade_id), the first of each, in order."""
     seen: dict[tuple, Row] = {}
@@ -123,6 +132,14 @@ class PostgresBackend:
                     for row in market:
                         copy.write_row(row)
         return inserted
+
+    def record_replay(self, sink: str, file_name: str) -> bool:
+        """Inside the open transaction: False when this spill file was replayed before."""
+        cursor = self._conn.execute(RECORD_REPLAY.format("%s"), (sink, file_name))
+        return cursor.rowcount == 1
+
+    def forget_replay(self, sink: str, file_name: str) -> None:
+        self._conn.execute(FORGET_REPLAY.format("%s"), (sink, file_name))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -216,6 +233,12 @@ class SqliteBackend:
             SQLITE_INSERT_MARKET, [(*row[:3], sqlite_timestamp(row[3]), row[4]) for row in market]
         )
         return inserted
+
+    def record_replay(self, sink: str, file_name: str) -> bool:
+        return self._conn.execute(RECORD_REPLAY.format("?"), (sink, file_name)).rowcount == 1
+
+    def forget_replay(self, sink: str, file_name: str) -> None:
+        self._conn.execute(FORGET_REPLAY.format("?"), (sink, file_name))
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

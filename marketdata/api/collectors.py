@@ -1,9 +1,10 @@
 """API views for collectors: their status and health (from heartbeats), and staff control.
 
 Desired state comes from the database (trading pairs), actual state from Redis (leases and
-heartbeats), both through collectors.hosting.status. Start, stop and restart send the same
-tasks the admin and `manage.py collectors` send (collectors.hosting.control), and answer
-202 with the task's id.
+heartbeats) or, without Redis, from the embedded host's status file, both through
+collectors.hosting.status. Start, stop and restart do what the admin and `manage.py
+collectors` do (collectors.hosting.control) and answer 202 with the task's id; in embedded
+mode nothing is sent (task_id null) and the note says what the embedded host will do.
 """
 
 from __future__ import annotations

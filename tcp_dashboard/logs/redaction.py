@@ -54,6 +54,12 @@ def _mask_url(match: re.Match) -> str:
     return f"{match['scheme']}{MASK}@"
 
 
+def without_credentials(url: str) -> str:
+    """`url` with any user and password taken out (`ws://key:secret@host/` -> `ws://host/`),
+    for log lines and messages that name an endpoint."""
+    return URL_CREDENTIALS.sub(lambda match: match["scheme"], url)
+
+
 def url_passwords(text: str) -> list[str]:
     found = []
     for match in URL_CREDENTIALS.finditer(text):

@@ -29,7 +29,8 @@ class RedactingReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         cleansed = super().cleanse_setting(key, value)
-        return redact(cleansed) if isinstance(cleansed, str) else cleansed
+        # str(): a lazy setting (django-axes has one) passes isinstance but is no str to re
+        return redact(str(cleansed)) if isinstance(cleansed, str) else cleansed
 
     def get_traceback_frame_variables(self, request, tb_frame):
         shown = []

@@ -5,6 +5,8 @@ database and a broker on the local file system, so it starts with no services.
 `.env.example` documents every variable.
 """
 
+import os
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -12,15 +14,24 @@ from django.core.exceptions import ImproperlyConfigured
 from tcp_dashboard.env import (
     database_from_url,
     env_bool,
+    env_file_path,
     env_list,
     env_number,
     env_str,
+    load_env_file,
+    may_create_sqlite,
+    sqlite_open_existing,
 )
 from tcp_dashboard.logs.config import build_logging
 from tcp_dashboard.logs.config import read_options as read_log_options
 from tcp_dashboard.logs.handlers import process_role
+from tcp_dashboard.settings.pools import pool_options, pool_role
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# What `make run` chose (DATABASE_URL, REDIS_URL, VAR_DIR), for every command in this
+# checkout; real environment variables win. ENV_FILE names another file ("" for none).
+ENV_FILE = env_file_path(BASE_DIR)
+load_env_file(ENV_FILE)
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 SECRET_KEY = env_str("SECRET_KEY", "insecure-development-key-set-SECRET_KEY-in-production")
@@ -40,6 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "collectors",
     "marketdata",
     "dashboard",
@@ -55,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with 429.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tcp_dashboard.urls"
@@ -82,9 +96,11 @@ TEMPLATES = [
     },
 ]
 
-# Database. The spec's database configuration (pool_size 10, max_overflow 20,
-# pool_timeout 30 s, pool_recycle 3600 s) maps onto psycopg's connection pool:
-# min_size = pool_size, max_size = pool_size + max_overflow, timeout, max_lifetime.
+# Database. Each process keeps one connection pool (psycopg's) for its whole life, sized by
+# what the process is (tcp_dashboard/settings/pools.py): DB_POOL_MAX_<ROLE> connections at
+# most, DB_POOL_SIZE kept open while idle. The spec's pool_size, pool_timeout and
+# pool_recycle are DB_POOL_SIZE, DB_POOL_TIMEOUT and DB_POOL_RECYCLE; a deployment's total
+# is a sum over its processes (docs/deployment.md, "Database connections").
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'tcp_dashboard.sqlite3'}")
 # A database that does not answer costs a web request seconds, not minutes (a 503). The web
 # (gunicorn, runserver) ends statements after DATABASE_STATEMENT_TIMEOUT seconds and waits
@@ -99,19 +115,26 @@ DATABASE_READ_TIMEOUT = (
     DATABASE_STATEMENT_TIMEOUT + DATABASE_CONNECT_TIMEOUT if DATABASE_STATEMENT_TIMEOUT else None
 )
 DB_POOL = env_bool("DB_POOL", True)
-DB_POOL_SIZE = env_number("DB_POOL_SIZE", 10, minimum=1, cast=int)
-DB_MAX_OVERFLOW = env_number("DB_MAX_OVERFLOW", 20, cast=int)
+DB_POOL_SIZE = env_number("DB_POOL_SIZE", 1, minimum=0, cast=int)
 DB_POOL_TIMEOUT = env_number("DB_POOL_TIMEOUT", 5.0 if WEB_PROCESS else 30.0, minimum=0.1)
 DB_POOL_RECYCLE = env_number("DB_POOL_RECYCLE", 3600.0, minimum=1)
-_pool = {
-    "min_size": DB_POOL_SIZE,
-    "max_size": DB_POOL_SIZE + DB_MAX_OVERFLOW,
-    "timeout": DB_POOL_TIMEOUT,
-    "max_lifetime": DB_POOL_RECYCLE,
-}
+DB_POOL_ROLE = env_str("DB_POOL_ROLE", "") or pool_role(process_role())
+if "DB_MAX_OVERFLOW" in os.environ:
+    raise ImproperlyConfigured(
+        "DB_MAX_OVERFLOW is gone: a process's largest pool is set per role with "
+        "DB_POOL_MAX_WEB, DB_POOL_MAX_COLLECTORS, DB_POOL_MAX_TASKS, DB_POOL_MAX_BEAT and "
+        "DB_POOL_MAX_COMMAND (docs/deployment.md); remove DB_MAX_OVERFLOW from the environment"
+    )
+_pool = pool_options(
+    DB_POOL_ROLE, os.environ, idle=DB_POOL_SIZE, timeout=DB_POOL_TIMEOUT, recycle=DB_POOL_RECYCLE
+)
 DATABASES = {"default": database_from_url(DATABASE_URL, pool=_pool if DB_POOL else None)}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Only migrate and runstack create the file; any other command on a missing one fails
+    # with a message (manage.py) instead of leaving an empty file behind.
+    if not may_create_sqlite(sys.argv):
+        sqlite_open_existing(DATABASES["default"])
 else:
     DATABASES["default"]["ENGINE"] = "tcp_dashboard.postgresql"
     _options = DATABASES["default"]["OPTIONS"]
@@ -132,6 +155,12 @@ if not DB_POOL:
     DATABASES["default"]["CONN_MAX_AGE"] = DB_POOL_RECYCLE
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before the password is checked.
+    "tcp_dashboard.lockout.SignInLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -183,6 +212,9 @@ CELERY_TASK_TIME_LIMIT = env_number("CELERY_TASK_TIME_LIMIT", 600, minimum=1, ca
 CELERY_TASK_SOFT_TIME_LIMIT = env_number("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1, cast=int)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Processes of a task worker (prefork) unless its command line says --concurrency; each
+# holds up to DB_POOL_MAX_TASKS database connections (docs/deployment.md).
+CELERY_WORKER_CONCURRENCY = env_number("CELERY_WORKER_CONCURRENCY", 2, minimum=1, cast=int)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every task's queue, by name: collectors run on their own workers ("collectors" queue).
 CELERY_TASK_ROUTES = {
@@ -226,6 +258,36 @@ API_MAX_PAGE_SIZE = env_number("API_MAX_PAGE_SIZE", 5000, minimum=1, cast=int)
 # Requests per user (anonymous: per address, when reads are public): N/second|minute|hour|day.
 API_THROTTLE_USER = env_str("API_THROTTLE_USER", "1200/minute")
 API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "120/minute")
+# Anonymous callers of /api/v1/health/, per address (signed-in users count as API users).
+API_THROTTLE_HEALTH = env_str("API_THROTTLE_HEALTH", "60/minute")
+# Anonymous callers of the health answer share one check per this many seconds (0: each
+# call checks), so many callers cost one check.
+API_HEALTH_CACHE_SECONDS = env_number("API_HEALTH_CACHE_SECONDS", 2.0)
+
+# Security against a hostile client (docs/security.md).
+# Reverse proxies in front of the web server that append to X-Forwarded-For. The client's
+# address, which throttles and the login lockout key on, is taken from that header only
+# this many entries from its right; 0 (the default) ignores the header.
+TRUSTED_PROXIES = env_number("TRUSTED_PROXIES", 0, cast=int)
+# Sign-in lockout (django-axes) on the admin's and the dashboard's login pages: after
+# LOGIN_FAILURE_LIMIT failed sign-ins for one username, or from one address, both are
+# refused (429) until LOGIN_LOCKOUT_MINUTES pass without another failure; a success does
+# not reset the count. `manage.py axes_reset` lifts every lockout.
+LOGIN_FAILURE_LIMIT = env_number("LOGIN_FAILURE_LIMIT", 5, minimum=1, cast=int)
+LOGIN_LOCKOUT_MINUTES = env_number("LOGIN_LOCKOUT_MINUTES", 15.0, minimum=0.01)
+# What a lockout counts by: "username", "ip_address", or both (each on its own).
+LOGIN_LOCKOUT_BY = env_list("LOGIN_LOCKOUT_BY", "username,ip_address")
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = LOGIN_LOCKOUT_MINUTES / 60  # hours
+AXES_LOCKOUT_PARAMETERS = LOGIN_LOCKOUT_BY
+AXES_CLIENT_IP_CALLABLE = "tcp_dashboard.clients.client_address"
+AXES_RESET_ON_SUCCESS = False
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_VERBOSE = False  # no start-up banner on the console
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+for _name in LOGIN_LOCKOUT_BY:
+    if _name not in ("username", "ip_address"):
+        raise ImproperlyConfigured(f"LOGIN_LOCKOUT_BY: {_name!r} is not username or ip_address")
 
 REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -244,7 +306,14 @@ REST_FRAMEWORK = {
         "marketdata.api.throttles.UserThrottle",
         "marketdata.api.throttles.AnonThrottle",
     ],
-    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": API_THROTTLE_USER,
+        "anon": API_THROTTLE_ANON,
+        "health": API_THROTTLE_HEALTH,
+    },
+    # The throttles find the client with tcp_dashboard.clients (TRUSTED_PROXIES); DRF's own
+    # lookup is told the same, for anything else that asks it.
+    "NUM_PROXIES": TRUSTED_PROXIES,
     "EXCEPTION_HANDLER": "marketdata.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -284,14 +353,26 @@ CANDLE_ROLLUP_TIMEFRAMES = env_list("CANDLE_ROLLUP_TIMEFRAMES", "1m,5m,15m,1h,4h
 CANDLE_LIVE_TIMEFRAMES = env_list("CANDLE_LIVE_TIMEFRAMES", "1s,1m,5m,15m,1h,4h,1d")
 
 # Collectors.
-COLLECTOR_MAX_SILENCE_DURATION = env_number("COLLECTOR_MAX_SILENCE_DURATION", 60.0, minimum=1)
+# The oldest TLS version a connection to an exchange may use: 1.3 (the spec), or 1.2 for an
+# exchange that has not moved yet. Plaintext ws:// and http:// go to loopback hosts only.
+EXCHANGE_TLS_MIN_VERSION = env_str("EXCHANGE_TLS_MIN_VERSION", "1.3")
+if EXCHANGE_TLS_MIN_VERSION not in ("1.2", "1.3"):
+    raise ImproperlyConfigured(
+        f"EXCHANGE_TLS_MIN_VERSION must be 1.3 or 1.2, not {EXCHANGE_TLS_MIN_VERSION!r}"
+    )
+# How long a collector may go without data is each exchange's max_silence_duration (the
+# admin, the configuration file; 60 s by default): there is no environment default for it.
 COLLECTOR_SPILL_DIR = Path(env_str("COLLECTOR_SPILL_DIR", str(VAR_DIR / "spill")))
 # Seconds a collector's Redis lease lives without renewal; heartbeats (and renewals) every
 # COLLECTOR_HEARTBEAT_INTERVAL seconds (at most half the lease).
 COLLECTOR_LEASE_TTL = env_number("COLLECTOR_LEASE_TTL", 15.0, minimum=0.5)
 COLLECTOR_HEARTBEAT_INTERVAL = env_number("COLLECTOR_HEARTBEAT_INTERVAL", 5.0, minimum=0.1)
-# Seconds the storage sink lets the oldest unwritten row wait before writing its batch.
+# The storage sink commits what is pending as soon as its writer is free; this is only the
+# longest its writer sleeps between looks (a ceiling, never a wait before writing).
 COLLECTOR_FLUSH_INTERVAL = env_number("COLLECTOR_FLUSH_INTERVAL", 0.02, minimum=0.001)
+# Rows the storage sink keeps in memory while the database is away; beyond, it spills to
+# COLLECTOR_SPILL_DIR, and when that fails too the collectors stop reading (docs/collectors.md).
+COLLECTOR_MAX_MEMORY_ROWS = env_number("COLLECTOR_MAX_MEMORY_ROWS", 200_000, minimum=2, cast=int)
 # A collector that starts fills in the trades its market made since the newest one stored,
 # if that one is at most this many seconds old (a failover, a restart); else it takes the
 # exchange's recent trades only.

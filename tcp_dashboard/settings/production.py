@@ -3,7 +3,9 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from tcp_dashboard.env import env_bool, env_number, env_str
+from tcp_dashboard.logs.handlers import process_role
 from tcp_dashboard.settings.base import *  # noqa: F403
+from tcp_dashboard.settings.flower import flower_auth_problem
 
 SECRET_KEY = env_str("SECRET_KEY")
 if len(SECRET_KEY) < 50:
@@ -28,3 +30,15 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# .env.example's example passwords are refused (docker-compose.yml reads .env).
+if DATABASES["default"].get("PASSWORD") == "change-me":  # noqa: F405
+    raise ImproperlyConfigured(
+        "the database password is still .env.example's example (POSTGRES_PASSWORD=change-me): "
+        "choose a real one"
+    )
+# Flower runs behind the proxy (docker-compose.yml, deploy/Caddyfile) with its own login:
+# the process that starts it refuses to without real credentials.
+FLOWER_BASIC_AUTH = env_str("FLOWER_BASIC_AUTH")
+if process_role() == "flower" and flower_auth_problem(FLOWER_BASIC_AUTH):
+    raise ImproperlyConfigured(flower_auth_problem(FLOWER_BASIC_AUTH))

@@ -113,7 +113,7 @@ def test_a_collector_run_with_debug_and_verbose_logging_leaks_no_secret(tmp_path
     assert " DEBUG " in written
     assert "websocket_clients.frames" in written
     assert "data_collectors.points" in written
-    assert "connected to ws://***@127.0.0.1" in written
+    assert "connected to ws://127.0.0.1" in written  # the credentials left out at the source
     assert '"passphrase":"***"' in written
     assert '"sign":"***"' in written
     assert "last error: public frame: not JSON: 'login apiKey=***'" in output  # the summary

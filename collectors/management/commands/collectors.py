@@ -20,11 +20,12 @@ class Command(BaseCommand):
     help = (
         "status: each collector's status dict (spec Collector Status) from its heartbeat. "
         "start NAME enables the pair and starts it; stop NAME disables it and stops it; "
-        "restart NAME restarts it where it runs. NAME is exchange:symbol, e.g. okx:BTC-USDT."
+        "restart NAME restarts it where it runs. reconcile: the health check, now. "
+        "NAME is exchange:symbol, e.g. okx:BTC-USDT."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=["status", "start", "stop", "restart"])
+        parser.add_argument("action", choices=["status", "start", "stop", "restart", "reconcile"])
         parser.add_argument("name", nargs="?", help="exchange:symbol (all for status).")
         parser.add_argument(
             "--wait",
@@ -38,10 +39,13 @@ class Command(BaseCommand):
             if action == "status":
                 self.status(name)
                 return
+            if action == "reconcile":
+                self.stdout.write(reconcile.apply_configuration_now("Health check").message)
+                return
             if not name:
                 raise CommandError(f"{action} needs a NAME, e.g. okx:BTC-USDT")
             self.control(action, name, wait)
-        except (RedisError, ImproperlyConfigured) as error:
+        except (RedisError, ImproperlyConfigured) as error:  # Celery hosting without Redis
             raise CommandError(f"cannot reach the collectors' Redis: {error}") from None
         except control.ControlError as error:
             raise CommandError(str(error)) from None
@@ -60,13 +64,8 @@ class Command(BaseCommand):
 
     def control(self, action: str, name: str, wait: float) -> None:
         request = CONTROLS[action](name)
-        note = f" ({request.note})" if request.note else ""
-        if request.result is None:
-            self.stdout.write(f"{name}: nothing to {action}{note}")
-            return
-        target = f"worker {request.worker}" if request.worker else "the collector workers"
-        self.stdout.write(f"{name}: {request.action} sent to {target}{note}")
-        if wait <= 0:
+        self.stdout.write(f"{name}: {request.summary()}")
+        if request.result is None or wait <= 0:
             return
         try:
             answer = request.result.get(timeout=wait)

@@ -225,16 +225,14 @@ def test_a_heartbeat_interval_longer_than_half_the_lease_is_refused(hosting_redi
 # the host in a real worker ----------------------------------------------------------------
 
 
-def test_a_worker_stops_its_collectors_and_flushes_their_data_on_warm_shutdown(
+def test_a_worker_stops_its_collectors_and_keeps_their_data_on_warm_shutdown(
     processes, simulator, hosting_redis
 ):
     configure_exchange(simulator, {"BTC-USDT": True})
-    # Nothing is written before the shutdown unless the shutdown flushes it.
-    node = processes.collector_worker("warm", COLLECTOR_FLUSH_INTERVAL="300")
+    node = processes.collector_worker("warm")
     processes.wait_ready(node)
     assert send_start(BTC).get(timeout=30)["outcome"] == "started"
     wait_until(lambda: len(simulator.sent_trades("BTC-USDT")) >= 20, timeout=10, message="trades")
-    assert stored_trade_ids("BTC-USDT") == []
     paused_at = datetime.now(UTC)
     simulator.fault("pause", inst_id="BTC-USDT")
     wait_for_quiet(hosting_redis, BTC, since=paused_at)
@@ -293,3 +291,31 @@ def test_a_hosted_collector_of_either_exchange_starts_stores_and_stops(
         host.stop(timeout=30)
     stored = RawTrade.objects.filter(exchange=market.exchange, symbol=market.symbol)
     assert sorted(stored.values_list("trade_id", flat=True)) == sent
+
+
+def test_the_worker_sink_writes_at_the_largest_buffer_size_of_the_streams_it_runs(
+    hosting_redis, simulator, settings, tmp_path
+):
+    settings.COLLECTOR_SPILL_DIR = tmp_path
+    configs = {
+        BTC: make_config(simulator, "BTC-USDT", buffer_size=5000),
+        ETH: make_config(simulator, "ETH-USDT", buffer_size=300),
+    }
+    host = CollectorHost(
+        "buffers@tests",
+        lease_ttl=LEASE_TTL,
+        heartbeat_interval=HEARTBEAT_INTERVAL,
+        load_config=configs.get,
+    )
+    host.start()
+    try:
+        assert host.sink.buffer_size == 1000  # no stream yet: the default
+        host.start_collector(ETH)
+        assert host.sink.buffer_size == 300
+        host.start_collector(BTC)
+        assert host.sink.buffer_size == 5000
+        host.stop_collector(BTC)
+        assert host.sink.buffer_size == 300
+        wait_until(lambda: stored_trade_ids("ETH-USDT"), timeout=10, message="stored trades")
+    finally:
+        host.stop(timeout=30)

@@ -91,14 +91,16 @@ def test_the_clock_of_a_fresh_install_starts_when_backups_were_scheduled():
 
 def test_health_lists_the_backup_check_and_turns_503_when_it_fails(redis_client):
     backed_up(3)
-    response = APIClient().get("/api/v1/health/")
+    api = APIClient()  # signed in: anonymous callers get only the status and counts
+    api.force_authenticate(get_user_model().objects.create_user("watcher"))
+    response = api.get("/api/v1/health/")
     assert response.status_code == 200
     assert response.json()["checks"]["backups"] == {
         "ok": True,
         "detail": "newest backup 3.0 h old; no verified restore yet",
     }
     with later(72):
-        response = APIClient().get("/api/v1/health/")
+        response = api.get("/api/v1/health/")
     assert response.status_code == 503
     assert response.json()["checks"]["backups"]["ok"] is False
 
