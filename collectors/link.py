@@ -74,6 +74,7 @@ class Link:
         self.connected_at = 0.0  # time.monotonic() of the connection, for its lifetime
         self.reconnect_attempts = 0
         self.warnings_here = 0  # this connection's, for spacing out their log lines
+        self.trace_source = f"{collector.name} {endpoint.key}"  # its name in frame traces
         self.thread = threading.Thread(
             target=self.run, name=f"{collector.name}:{endpoint.key}", daemon=True
         )
@@ -249,7 +250,7 @@ class Link:
 
     def handle(self, frame: str | bytes) -> Handled | None:
         if FRAMES.isEnabledFor(logging.DEBUG):  # websocket_clients.verbose (docs/logging.md)
-            trace_frame(f"{self.collector.name} {self.endpoint.key}", frame)
+            trace_frame(self.trace_source, frame)
         try:
             handled = self.session.handle(frame)
         except FrameError as error:
@@ -267,15 +268,9 @@ class Link:
         if handled.permanent_error:
             collector.fail_permanently(self, handled.permanent_error)
             return
-        for message in handled.errors:
-            collector.record_error(self, f"{self.endpoint.key}: {message}")
-        for message in handled.warnings:
-            self.warn(message)
-        for frame in handled.send:
-            self.ws.send(frame)
-        if handled.reconnect:
-            raise ConnectionError(handled.reconnect)
-        if handled.subscribed or handled.points:
+        if handled.errors or handled.warnings or handled.send or handled.reconnect:
+            self.report_and_answer(handled)
+        if (handled.subscribed or handled.points) and not self.subscribed.is_set():
             self.mark_live()
         points = collector.recent_trades.fresh(handled.points) if handled.points else None
         if points:
@@ -283,6 +278,17 @@ class Link:
             collector.deliver(points)
         if handled.upgrade_notice and not self.retiring:
             collector.replace_link(self)
+
+    def report_and_answer(self, handled: Handled) -> None:
+        """A frame's errors and warnings counted, its answers sent, its reconnect done."""
+        for message in handled.errors:
+            self.collector.record_error(self, f"{self.endpoint.key}: {message}")
+        for message in handled.warnings:
+            self.warn(message)
+        for frame in handled.send:
+            self.ws.send(frame)
+        if handled.reconnect:
+            raise ConnectionError(handled.reconnect)
 
     def warn(self, message: str) -> None:
         """Count a warning; log the first of a connection and then one in WARNING_LOG_EVERY."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -74,8 +74,32 @@ class MarketDataPoint:
     data: dict[str, Any]  # Raw data payload
 
 
+POINT_FIELDS = ("exchange", "symbol", "timestamp", "data_type", "data")
+if tuple(f.name for f in fields(MarketDataPoint)) != POINT_FIELDS:
+    raise RuntimeError("trade_point() sets MarketDataPoint's fields: update it with them")
+_new_point = object.__new__
+_set_exchange, _set_symbol, _set_timestamp, _set_data_type, _set_data = (
+    getattr(MarketDataPoint, name).__set__ for name in POINT_FIELDS
+)
+
+
+def trade_point(exchange: str, symbol: str, timestamp: datetime, data: dict) -> MarketDataPoint:
+    """MarketDataPoint(exchange, symbol, timestamp, DataType.TRADE, data), the same object,
+    made in half the time: the frozen dataclass's __init__ sets each field through
+    object.__setattr__, about a microsecond a point, and the parsers make one per trade."""
+    point = _new_point(MarketDataPoint)
+    _set_exchange(point, exchange)
+    _set_symbol(point, symbol)
+    _set_timestamp(point, timestamp)
+    _set_data_type(point, DataType.TRADE)
+    _set_data(point, data)
+    return point
+
+
 def validate_market_data_point(data_point: Any) -> None:
     """Raise ValueError naming the first thing wrong with a data point."""
+    if type(data_point) is MarketDataPoint and _plainly_valid(data_point):
+        return
     required_fields = ["exchange", "symbol", "timestamp", "data_type", "data"]
     for name in required_fields:
         if not hasattr(data_point, name):
@@ -93,6 +117,41 @@ def validate_market_data_point(data_point: Any) -> None:
         raise ValueError(f"Invalid data (needs a dict): {type(data_point.data).__name__}")
     if data_point.data_type is DataType.TRADE:
         _validate_trade(data_point.data)
+
+
+def _plainly_valid(point: MarketDataPoint) -> bool:
+    """True for a point of plain types (str, datetime in UTC, dict, Decimal) that passes
+    every check below; False sends it through them. Every trade is checked twice (when
+    parsed, when stored), so the common case is answered in a few comparisons."""
+    try:
+        exchange, symbol, data_type = point.exchange, point.symbol, point.data_type
+        timestamp, data = point.timestamp, point.data
+    except AttributeError:  # a field never set
+        return False
+    if not (
+        type(exchange) is str
+        and exchange
+        and type(symbol) is str
+        and symbol
+        and type(timestamp) is datetime
+        and timestamp.tzinfo is UTC
+        and type(data) is dict
+    ):
+        return False
+    if data_type is not DataType.TRADE:
+        return type(data_type) is DataType
+    price, size, trade_id = data.get("price"), data.get("size"), data.get("trade_id")
+    return (
+        type(price) is Decimal
+        and price.is_finite()
+        and price > 0
+        and type(size) is Decimal
+        and size.is_finite()
+        and size > 0
+        and data.get("side") in TRADE_SIDES
+        and type(trade_id) is str
+        and 0 < len(trade_id) <= 100
+    )
 
 
 def _validate_trade(data: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar
@@ -69,6 +69,7 @@ from collectors.types import (
     DataType,
     ExchangeCollectorConfig,
     MarketDataPoint,
+    trade_point,
     validate_market_data_point,
 )
 
@@ -311,6 +312,7 @@ class BinanceSession(ExchangeSession):
         self.bounds = adapter.bounds
         self.received = 0  # when the frame being handled was received, epoch ms
         self.frame_bytes = 0  # and its length
+        self._trade_time: tuple[int | None, datetime] = (None, EPOCH)  # the last trade's ts
         self.books: BookSync | None = None
         self._handlers: dict[str, Callable[[dict], Handled]] = {}
         prefix = self.symbol.lower() + "@"
@@ -466,11 +468,14 @@ class BinanceSession(ExchangeSession):
                 raise TypeError("the buyer-is-maker flag must be true or false")
             number, price_, size = str(trade_id), Decimal(px), Decimal(qty)
             self.bounds.trade(ts, price_, size, item, received, frame_bytes)
-            point = MarketDataPoint(
+            last_ts, when = self._trade_time
+            if ts != last_ts:  # trades in a burst share their millisecond, and its datetime
+                when = EPOCH + timedelta(0, ts // 1000, ts % 1000 * 1000)
+                self._trade_time = (ts, when)
+            point = trade_point(
                 self.exchange,
                 self.symbol,
-                EPOCH + timedelta(milliseconds=ts),  # the hot path: inline
-                DataType.TRADE,
+                when,
                 {
                     "trade_id": number,
                     "price": price_,

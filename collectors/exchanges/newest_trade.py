@@ -29,6 +29,8 @@ class NewestTrade:
         self.trade_id: int | None = None
 
     def saw(self, trade_id: Any) -> None:
-        number = trade_number(trade_id)
-        if number is not None and (self.trade_id is None or number > self.trade_id):
-            self.trade_id = number
+        # trade_number(), inline: this runs for every trade
+        if type(trade_id) is str and trade_id.isdecimal() and trade_id.isascii():
+            number = int(trade_id)
+            if self.trade_id is None or number > self.trade_id:
+                self.trade_id = number

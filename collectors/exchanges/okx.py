@@ -57,9 +57,11 @@ from collectors.exchanges.parsing import (
 from collectors.exchanges.rest import RateLimited, get_json
 from collectors.times import EPOCH, from_epoch_ms
 from collectors.types import (
+    TRADE_SIDES,
     DataType,
     ExchangeCollectorConfig,
     MarketDataPoint,
+    trade_point,
     validate_market_data_point,
 )
 
@@ -239,6 +241,7 @@ class OkxSession(ExchangeSession):
         self.bounds = bounds or Bounds()
         self.received = 0  # when the frame being handled was received, epoch ms
         self.frame_bytes = 0  # and its length
+        self._trade_time: tuple[int | None, datetime] = (None, EPOCH)  # the last trade's ts
         self.books: BookSync | None = None
         self._handlers: dict[str, Any] = {}
         for arg in endpoint.subscriptions:
@@ -399,9 +402,13 @@ class OkxSession(ExchangeSession):
         (collectors.bounds), is reported and skipped. `received`: when they came (epoch ms);
         `frame_bytes`: the length of the frame that carried them, None when fetched."""
         points = handled.points
-        exchange, symbol, trade = self.exchange, self.symbol, DataType.TRADE
+        exchange, symbol = self.exchange, self.symbol
         saw = self.newest_trade.saw
         check = self.bounds.trade
+        last_ts, last_time = self._trade_time
+        # What validate_market_data_point() would check and nothing below settles already:
+        # the names (once), then each trade's side and id; anything doubtful goes through it.
+        names_plain = type(exchange) is str and type(symbol) is str and bool(exchange and symbol)
         for item in items:
             try:
                 px, sz = item["px"], item["sz"]
@@ -409,25 +416,34 @@ class OkxSession(ExchangeSession):
                     raise TypeError("px and sz must be strings")
                 ts, price_, size = int(item["ts"]), Decimal(px), Decimal(sz)
                 check(ts, price_, size, item, received, frame_bytes)
-                point = MarketDataPoint(
+                if ts != last_ts:  # trades in a burst share their millisecond, and its datetime
+                    last_ts, last_time = ts, EPOCH + timedelta(0, ts // 1000, ts % 1000 * 1000)
+                trade_id, side = item["tradeId"], item["side"]
+                point = trade_point(
                     exchange,
                     symbol,
-                    EPOCH + timedelta(milliseconds=ts),  # the hot path: inline
-                    trade,
+                    last_time,
                     {
-                        "trade_id": item["tradeId"],
+                        "trade_id": trade_id,
                         "price": price_,
                         "size": size,
-                        "side": item["side"],
+                        "side": side,
                         "raw": item,
                     },
                 )
-                validate_market_data_point(point)
-                saw(item["tradeId"])
+                if not (
+                    names_plain
+                    and side in TRADE_SIDES
+                    and type(trade_id) is str
+                    and 0 < len(trade_id) <= 100
+                ):
+                    validate_market_data_point(point)
+                saw(trade_id)
             except (KeyError, TypeError, ValueError, ArithmeticError) as error:
                 handled.errors.append(item_error("trades", error))
                 continue
             points.append(point)
+        self._trade_time = (last_ts, last_time)
 
     def _books5(self, message: dict, items: list) -> Handled:
         """{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415",

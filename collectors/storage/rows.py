@@ -37,6 +37,18 @@ def to_json(value: Any) -> str:
     return text
 
 
+def raw_json(raw: Any) -> str:
+    """to_json() of a trade's raw item, which is almost always JSON as parsed (plain types,
+    string keys): orjson's plain call writes the same text a third faster; else to_json."""
+    try:
+        text = orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        return to_json(raw)
+    if "\\u0000" in text:
+        raise ValueError("JSON with a NUL character")
+    return text
+
+
 def _check_text(name: str, value: str, limit: int = MAX_TEXT_LENGTH) -> str:
     if len(value) > limit or "\x00" in value:
         raise ValueError(f"Invalid {name}: {value[:60]!r}")
@@ -46,7 +58,30 @@ def _check_text(name: str, value: str, limit: int = MAX_TEXT_LENGTH) -> str:
 def _decimal_text(name: str, value: Decimal) -> str:
     if not value < MAX_PRICE:
         raise ValueError(f"Invalid trade {name} (too large for DECIMAL(20, 8)): {value}")
-    return format(value, "f")
+    # str() is format(value, "f") whenever it writes no exponent, and takes half the time
+    text = str(value)
+    return format(value, "f") if "E" in text or "e" in text else text
+
+
+class _LastTime:
+    """The text of the last timestamp written: trades arriving together mostly share their
+    exchange's millisecond, often the very datetime object (the parsers reuse it)."""
+
+    __slots__ = ("pair",)
+
+    def __init__(self) -> None:
+        self.pair: tuple[datetime | None, str] = (None, "")
+
+    def text(self, value: datetime) -> str:
+        last, text = self.pair  # one tuple, swapped whole: safe across collector threads
+        if value is last or value == last:
+            return text
+        text = utc_text(value)
+        self.pair = (value, text)
+        return text
+
+
+_last_time = _LastTime()
 
 
 def point_to_row(point: MarketDataPoint) -> Row:
@@ -54,7 +89,7 @@ def point_to_row(point: MarketDataPoint) -> Row:
     validate_market_data_point(point)
     exchange = _check_text("exchange", point.exchange)
     symbol = _check_text("symbol", point.symbol)
-    timestamp = utc_text(point.timestamp)
+    timestamp = _last_time.text(point.timestamp)
     data = point.data
     if point.data_type is DataType.TRADE:
         raw = data.get("raw")
@@ -66,7 +101,7 @@ def point_to_row(point: MarketDataPoint) -> Row:
             _decimal_text("size", data["size"]),
             data["side"],
             timestamp,
-            None if raw is None else to_json(raw),
+            None if raw is None else raw_json(raw),
         )
     return (exchange, symbol, point.data_type.value, timestamp, to_json(data))
 

@@ -1,6 +1,6 @@
 """The seed's data types: names, values, defaults and validation errors as the spec gives them."""
 
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,6 +11,7 @@ from collectors.types import (
     DataType,
     ExchangeCollectorConfig,
     MarketDataPoint,
+    trade_point,
     validate_market_data_point,
 )
 
@@ -99,3 +100,11 @@ def test_a_naive_timestamp_is_refused():
 def test_a_bad_trade_value_is_named(change, message):
     with pytest.raises(ValueError, match=message):
         validate_market_data_point(trade(**change))
+
+
+def test_a_trade_point_is_the_point_its_fields_make_and_as_frozen():
+    made = trade_point("okx", "BTC-USDT", datetime(2023, 10, 12, tzinfo=UTC), trade().data)
+    assert made == trade()
+    assert type(made) is MarketDataPoint and made.data_type is DataType.TRADE
+    with pytest.raises(FrozenInstanceError):
+        made.symbol = "ETH-USDT"
