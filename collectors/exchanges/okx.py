@@ -217,6 +217,26 @@ def subscription_frame(op: str, args: list[dict] | tuple[dict, ...]) -> str:
     return orjson.dumps({"op": op, "args": list(args)}).decode()
 
 
+def okx_frame(frame: str | bytes) -> tuple[dict, Any, list | None]:
+    """(message, arg, data) of an OKX frame: data None for an event, whose "event" is a
+    string; a push has an arg object and a data list. FrameError for anything else."""
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise FrameError(f"not JSON: {snippet(frame)}") from None
+    if type(message) is not dict:
+        raise FrameError(f"not a JSON object: {snippet(frame)}")
+    data = message.get("data")
+    if data is None:
+        if type(message.get("event")) is not str:
+            raise FrameError(f"neither an event nor a push: {snippet(frame)}")
+        return message, None, None
+    arg = message.get("arg")
+    if type(arg) is not dict or type(data) is not list:
+        raise FrameError(f"push without arg object or data list: {snippet(frame)}")
+    return message, arg, data
+
+
 class OkxSession(ExchangeSession):
     """One OKX connection's parser: which channels it subscribed and the state of its book."""
 
@@ -271,21 +291,9 @@ class OkxSession(ExchangeSession):
         if frame == "pong" or frame == b"pong":
             return Handled(is_pong=True)
         self.received, self.frame_bytes = self.bounds.clock(), len(frame)
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            raise FrameError(f"not JSON: {snippet(frame)}") from None
-        if type(message) is not dict:
-            raise FrameError(f"not a JSON object: {snippet(frame)}")
-        data = message.get("data")
+        message, arg, data = okx_frame(frame)
         if data is None:
-            event = message.get("event")
-            if type(event) is not str:
-                raise FrameError(f"neither an event nor a push: {snippet(frame)}")
-            return self._event(event, message)
-        arg = message.get("arg")
-        if type(arg) is not dict or type(data) is not list:
-            raise FrameError(f"push without arg object or data list: {snippet(frame)}")
+            return self._event(message["event"], message)
         handler = self._handlers.get(arg.get("channel"))
         if handler is None:
             raise FrameError(f"push for a channel not subscribed here: {snippet(arg)}")

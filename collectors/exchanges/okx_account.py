@@ -41,6 +41,7 @@ from collectors.exchanges.base import (
     Handled,
     Keepalive,
 )
+from collectors.exchanges.okx import okx_frame, subscription_frame
 from collectors.exchanges.parsing import (
     decimal,
     describe_error,
@@ -398,26 +399,14 @@ class OkxAccountSession(ExchangeSession):
     def unsubscribe_frames(self) -> list[str]:
         if not self.logged_in:
             return []
-        return [_frame("unsubscribe", self.endpoint.subscriptions)]
+        return [subscription_frame("unsubscribe", self.endpoint.subscriptions)]
 
     def handle(self, frame: str | bytes) -> Handled:
         if frame == "pong" or frame == b"pong":
             return Handled(is_pong=True)
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            raise FrameError(f"not JSON: {snippet(frame)}") from None
-        if type(message) is not dict:
-            raise FrameError(f"not a JSON object: {snippet(frame)}")
-        data = message.get("data")
+        message, arg, data = okx_frame(frame)
         if data is None:
-            event = message.get("event")
-            if type(event) is not str:
-                raise FrameError(f"neither an event nor a push: {snippet(frame)}")
-            return self._event(event, message)
-        arg = message.get("arg")
-        if type(arg) is not dict or type(data) is not list:
-            raise FrameError(f"push without arg object or data list: {snippet(frame)}")
+            return self._event(message["event"], message)
         channel = arg.get("channel")
         if channel not in self.kinds:
             raise FrameError(f"push for a channel not subscribed here: {snippet(arg)}")
@@ -429,7 +418,7 @@ class OkxAccountSession(ExchangeSession):
             if code != "0":
                 return self._login_refused(code, text)
             self.logged_in = True
-            handled = Handled(send=[_frame("subscribe", self.endpoint.subscriptions)])
+            handled = Handled(send=[subscription_frame("subscribe", self.endpoint.subscriptions)])
             self.refresh(handled)
             return handled
         if event == "error" and not self.logged_in:
@@ -515,7 +504,3 @@ class OkxAccountSession(ExchangeSession):
                 self.open_positions.add(key)
             else:
                 self.open_positions.discard(key)
-
-
-def _frame(op: str, args: tuple[dict, ...]) -> str:
-    return orjson.dumps({"op": op, "args": list(args)}).decode()
