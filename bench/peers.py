@@ -19,7 +19,7 @@ its TradePostgres backend into a `trades` table with the columns of cryptofeed's
 PostgreSQL schema. To reach the simulator the runner changes, in its own process only: the
 OKX feed's public WebSocket address (to ws://127.0.0.1:P/ws/v5/public) and REST addresses (to
 the simulator's; none is called); the instrument list, which cryptofeed downloads at start-up
-from OKX's REST /api/v5/public/instruments (the simulator does not serve it), set from one
+from OKX's REST /api/v5/public/instruments (the simulator serves it too), set from one
 local record; and the connection class, as cryptofeed refuses any address but wss:// and the
 simulator has no TLS. "As shipped" keeps cryptofeed's websockets options (max_queue=None, no
 bound); "bounded" adds max_queue=16 to the OKX endpoint's options, which cryptofeed passes to
