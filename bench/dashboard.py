@@ -97,10 +97,10 @@ class Collector:
         self.sink = StorageSink(name="bench-dashboard", buffer_size=5000, flush_interval=0.1)
         self.redis = redis.Redis.from_url(REDIS_URL)
         self.live = TimedLiveCandles(timeframes=["1s"], publish_to=self.redis)
-        self.manager = CollectorManager(sink=self.sink, live_candles=self.live)
-        self.manager.add_collector(
-            ExchangeFactory.create_collector(simulator.config(SYMBOL, data_types))
-        )
+        self.manager = CollectorManager(sink=self.sink)
+        collector = ExchangeFactory.create_collector(simulator.config(SYMBOL, data_types))
+        self.manager.add_collector(collector)
+        self.live.attach(collector)
 
     def start(self) -> None:
         self.sink.start()
@@ -108,6 +108,7 @@ class Collector:
 
     def stop(self) -> None:
         asyncio.run(self.manager.stop())
+        self.live.stop()
         self.sink.stop()
         self.redis.close()
 
@@ -344,15 +345,17 @@ def ingest(seconds: float, rounds: int = 3) -> dict:
                 sink = StorageSink(name="bench-dashboard", buffer_size=5000, flush_interval=0.2)
                 sink.start()
                 live = LiveCandles(publish_to=publish_to)
-                manager = CollectorManager(sink=sink, live_candles=live)
+                manager = CollectorManager(sink=sink)
                 collector = ExchangeFactory.create_collector(simulator.config("DSHI-USDT"))
                 manager.add_collector(collector)
+                live.attach(collector)
                 asyncio.run(manager.start())
                 time.sleep(2)
                 received0, t0 = collector.counters()["points"], time.monotonic()
                 time.sleep(seconds)
                 received1, t1 = collector.counters()["points"], time.monotonic()
                 asyncio.run(manager.stop())
+                live.stop()
                 sink.stop()
                 rates[label].append((received1 - received0) / (t1 - t0))
     finally:

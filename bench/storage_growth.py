@@ -118,10 +118,12 @@ class Collecting:
                 },
             },
         )
-        self.manager = CollectorManager(
-            sink=self.sink, live_candles=LiveCandles(publish_to=None) if candles else None
-        )
-        self.manager.add_collector(ExchangeFactory.create_collector(config))
+        self.manager = CollectorManager(sink=self.sink)
+        collector = ExchangeFactory.create_collector(config)
+        self.manager.add_collector(collector)
+        self.live_candles = LiveCandles(publish_to=None) if candles else None
+        if self.live_candles is not None:
+            self.live_candles.attach(collector)
         self.stopping = threading.Event()
 
     def committed(self, points, commit_time: float) -> None:
@@ -140,6 +142,8 @@ class Collecting:
     def stop(self) -> None:
         self.stopping.set()
         asyncio.run(self.manager.stop())
+        if self.live_candles is not None:
+            self.live_candles.stop()
         self.sink.flush(30)
         self.sink.stop()
         self.simulator.stop()
