@@ -680,6 +680,17 @@ class StorageSink:
         """Write a batch in one transaction; None for a spill file already replayed."""
         outcome = Outcome()
         backend = self._backend
+        if batch.spill is None:
+            trades, market = split_rows(batch.rows)
+            try:
+                inserted = backend.write_batch(trades, market)
+            except backend.data_errors:
+                pass  # the database refuses some row: found below, in savepoints
+            else:
+                outcome.inserted = inserted
+                outcome.duplicates = len(trades) - inserted
+                outcome.market = len(market)
+                return outcome
         with backend.transaction():
             if batch.spill is not None and not backend.record_replay(
                 self.name, batch.spill.path.name

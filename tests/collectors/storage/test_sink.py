@@ -13,7 +13,7 @@ import pytest
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
-from collectors.storage.backends import postgres_connection_params
+from collectors.storage.backends import SMALL_BATCH_ROWS, postgres_connection_params
 from collectors.storage.rows import point_to_row
 from collectors.storage.sink import SpillDirectoryBusy, StorageSink
 from collectors.storage.spill import list_spill_files
@@ -154,6 +154,72 @@ def test_it_ignores_duplicate_trades_within_and_across_batches_and_counts_them(m
     assert stats["database_ok"] is True
     assert stats["write_failures"] == 0
     assert stats_add_up(stats)
+
+
+@pytest.mark.parametrize("size", [10, SMALL_BATCH_ROWS + 150])
+def test_a_batch_holding_stored_trades_stores_the_others_once(make_sink, size):
+    """Small batches are one statement; big ones COPY straight into raw_trades and, when a
+    trade is stored already, go through the staging table instead: same outcome."""
+    sink = make_sink(buffer_size=10_000, flush_interval=30)
+    sink.start()
+    sink.put([trade(n) for n in range(0, size, 2)])  # the even ones
+    assert sink.flush(timeout=10)
+    sink.put([trade(n) for n in range(size)] + [ticker(n) for n in range(size // 10)])
+    assert sink.flush(timeout=10)
+    sink.put([trade(n) for n in range(size, 2 * size)])  # new ones only, right after
+    assert sink.flush(timeout=10)
+
+    stored = RawTrade.objects.values_list("trade_id", flat=True)
+    assert sorted(map(int, stored)) == list(range(2 * size))
+    assert MarketData.objects.count() == size // 10
+    stats = sink.stats()
+    assert stats["trades_inserted"] == 2 * size
+    assert stats["duplicates_ignored"] == size // 2
+    assert stats["market_data_inserted"] == size // 10
+    assert (stats["batches"], stats["rows_rejected"], stats["write_failures"]) == (3, 0, 0)
+    assert stats_add_up(stats)
+
+
+@pytest.mark.parametrize("size", [10, SMALL_BATCH_ROWS + 150])
+def test_a_refused_row_in_a_batch_of_any_size_is_dropped_alone(make_sink, size):
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE raw_trades ADD CONSTRAINT no_7 CHECK (trade_id <> '7')")
+    try:
+        sink = make_sink(buffer_size=10_000, flush_interval=30)
+        sink.start()
+        sink.put([trade(n) for n in range(size)] + [ticker(1)])
+        assert sink.flush(timeout=10)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE raw_trades DROP CONSTRAINT no_7")
+
+    stored = sorted(map(int, RawTrade.objects.values_list("trade_id", flat=True)))
+    assert stored == [n for n in range(size) if n != 7]
+    assert MarketData.objects.count() == 1
+    stats = sink.stats()
+    assert (stats["trades_inserted"], stats["rows_rejected"]) == (size - 1, 1)
+    assert stats_add_up(stats)
+
+
+def test_two_sinks_storing_the_same_trades_at_once_store_each_once(make_sink):
+    """Two processes (here two sinks, two connections) racing over overlapping trades: the
+    loser of each race finds the winner's rows and skips them; nothing is refused."""
+    sinks = [make_sink(name=f"racer-{n}", buffer_size=10_000, flush_interval=30) for n in (1, 2)]
+    for sink in sinks:
+        sink.start()
+    for start in range(0, 3000, 500):
+        chunk = [trade(n) for n in range(start, start + 600)]  # overlapping chunks
+        for sink in sinks:
+            sink.put(chunk)
+    for sink in sinks:
+        assert sink.flush(timeout=30)
+
+    assert RawTrade.objects.count() == 3100
+    stats = [sink.stats() for sink in sinks]
+    assert sum(s["trades_inserted"] for s in stats) == 3100
+    assert sum(s["duplicates_ignored"] for s in stats) == 2 * 6 * 600 - 3100
+    assert [s["rows_rejected"] for s in stats] == [0, 0]
+    assert all(stats_add_up(s) for s in stats)
 
 
 def test_an_idle_sink_commits_a_single_trade_without_waiting_for_the_flush_interval(make_sink):
