@@ -19,7 +19,6 @@ finds another running does nothing. Safe to run twice: what is gone is not found
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -40,6 +39,7 @@ from marketdata.footprint import storage_snapshot
 from marketdata.kinds import KINDS, Kind
 from marketdata.models import ArchiveFile, RetentionRun
 from marketdata.partitions import DAILY_TABLE_OF_KIND, DAY, day_start
+from tcp_dashboard.locks import try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -308,14 +308,11 @@ def run_lock() -> Iterator[bool]:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
         return
-    path = archive.archive_dir() / ".retention.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+    lock = try_lock(archive.archive_dir() / ".retention.lock")
+    if lock is None:
+        yield False
+        return
+    with lock:
         yield True
 
 

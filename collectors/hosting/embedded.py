@@ -19,7 +19,6 @@ they do hosted ones. One host per VAR_DIR: a second one would collect the same p
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import os
@@ -44,6 +43,7 @@ from collectors.hosting.runner import CollectorSummary, RunReport, build_sink, s
 from collectors.storage.sink import StorageSink
 from collectors.types import ExchangeCollectorConfig
 from marketdata.selectors import newest_stored_trade
+from tcp_dashboard.locks import try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -189,16 +189,12 @@ class EmbeddedHost:
             return self._run(stop, duration)
 
     def _only_host(self):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock = (self.directory / "embedded.lock").open("a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
+        lock = try_lock(self.directory / "embedded.lock")
+        if lock is None:
             raise AlreadyRunning(
                 f"another embedded collector process runs with {self.directory} "
                 "(one per VAR_DIR, or the pairs would be collected twice)"
-            ) from None
+            )
         return lock  # closing it (leaving the with block) releases the lock
 
     def _run(self, stop: threading.Event, duration: float | None) -> RunReport:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
-import fcntl
 import logging
 import re
 import threading
@@ -56,6 +55,7 @@ from collectors.storage.spill import (
     write_spill_file,
 )
 from collectors.types import MarketDataPoint
+from tcp_dashboard.locks import try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -418,16 +418,12 @@ class StorageSink:
     # spilling ---------------------------------------------------------------------
 
     def _lock_spill_directory(self) -> None:
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        lock_file = (self.spill_dir / "lock").open("a")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock_file.close()
+        lock_file = try_lock(self.spill_dir / "lock")
+        if lock_file is None:
             raise SpillDirectoryBusy(
                 f"another process is running a storage sink named {self.name!r} "
                 f"(spill directory {self.spill_dir}); give each process its own name"
-            ) from None
+            )
         self._lock_file = lock_file
 
     def _recover_spill_files(self) -> None:
