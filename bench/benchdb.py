@@ -33,6 +33,15 @@ def drop_database(name: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def settle(name: str) -> None:
+    """Do now what the server would do in the background after a bulk load (vacuum and
+    analyze the trade tables, write a checkpoint), so that a measurement that follows one
+    sees a settled database, not the autovacuum of the load before it."""
+    with psycopg.connect(f"{SERVER}/{name}", autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) raw_trades, raw_trade_keys")
+        conn.execute("CHECKPOINT")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

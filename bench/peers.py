@@ -31,8 +31,10 @@ once with a simulator under `unshare --net` (a network namespace with nothing bu
 interface; PostgreSQL through its Unix socket) and must store trades there.
 
 Each figure, measured the same way for both tools. Every run starts a fresh simulator and a
-fresh process for the tool, on an empty table; this project's collector runs in a child
-process of this script with the sink bench/ingest.py uses for the same run.
+fresh process for the tool, with both tools' tables emptied and a checkpoint written (else
+a run pays for the autovacuum and the WAL of a full-speed run before it, of either tool);
+this project's collector runs in a child process of this script with the sink
+bench/ingest.py uses for the same run.
 - trades/s stored: rows in the tool's table (count(*)) at the start and the end of the window,
   which opens 2 s after the first row is stored; the simulator at full speed.
 - backlog: trades the simulator has sent (its /_sim/stats) minus rows stored, at the end of
@@ -300,7 +302,10 @@ def wait_for_rows(conn: psycopg.Connection, table: str, process: subprocess.Pope
 
 def measure(tool: Tool, rate: float, seconds: float, workdir: Path, conn) -> dict:
     """One run of one tool; its figures."""
-    conn.execute(f"TRUNCATE {tool.table} RESTART IDENTITY")
+    # Every tool's table emptied and a checkpoint written: no run pays for the autovacuum
+    # or the WAL of the run before it, whichever tool that was.
+    conn.execute(f"TRUNCATE {', '.join(sorted({t.table for t in TOOLS}))} RESTART IDENTITY")
+    conn.execute("CHECKPOINT")
     key = f"{tool.table}-{tool.max_queue}-{rate:g}"
     log = workdir / f"{key}.log"
     latency_out = workdir / f"{key}.json" if rate else None

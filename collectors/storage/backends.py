@@ -4,6 +4,7 @@ and SQLite."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import sqlite3
@@ -89,6 +90,7 @@ TRADE_KEY_CONSTRAINT = "raw_trades_exch_sym_trade_uniq"
 STAGE_AFTER_DUPLICATE_SECONDS = 10.0
 
 
+@functools.cache  # at most (SMALL_BATCH_ROWS + 1) ** 2 texts
 def small_batch_statement(trades: int, market: int) -> str:
     """One statement writing `trades` trade rows (those not stored yet) and `market` market
     rows, answering one row: the number of trades inserted."""
