@@ -8,8 +8,9 @@ Two parts:
   of --repeat runs, so other processes on a shared machine change the figures little:
   frame read (ReadAheadSocket over a socket pair), JSON parse, the session's handle (parse,
   bounds, points; the bounds and the point check also alone), the link's dispatch (dedupe,
-  deliver), building rows, the sink's enqueue, and COPY into PostgreSQL (CPU of this
-  process and wall time).
+  deliver), building rows, the sink's enqueue, and writing 5,000-row batches to PostgreSQL
+  as the sink does (COPY straight into raw_trades) and as it does after meeting a stored
+  trade (through the staging table): CPU of this process and wall time.
 - live: the OKX simulator (own process) at full speed -> one collector -> sink ->
   PostgreSQL, as bench/ingest.py runs it: trades/s stored per window (best and median of
   --windows), and the CPU seconds per stored trade of the link thread, the sink's writer
@@ -218,20 +219,28 @@ def stages(messages: int, repeat: int) -> dict[str, float]:
 
     backend = backend_for(settings.DATABASES["default"], "bench-profile")
     backend.connect()
-    copy_cpu, copy_wall = [], []
+
+    def straight(batch: list) -> None:  # the sink's path: COPY into raw_trades
+        backend.write_batch(batch, [])
+
+    def staged(batch: list) -> None:  # the path after a stored trade: through staging
+        with backend.transaction():
+            backend.write(batch, [], isolated=False)
+
     try:
-        for _ in range(repeat):
-            backend._conn.execute("TRUNCATE raw_trades")
-            started, wall = time.thread_time(), time.perf_counter()
-            for first in range(0, len(rows), COPY_BATCH):
-                with backend.transaction():
-                    backend.write(rows[first : first + COPY_BATCH], [], isolated=False)
-            copy_cpu.append(time.thread_time() - started)
-            copy_wall.append(time.perf_counter() - wall)
+        for name, write in (("COPY into raw_trades", straight), ("COPY via staging", staged)):
+            copy_cpu, copy_wall = [], []
+            for _ in range(repeat):
+                backend._conn.execute("TRUNCATE raw_trades")
+                started, wall = time.thread_time(), time.perf_counter()
+                for first in range(0, len(rows), COPY_BATCH):
+                    write(rows[first : first + COPY_BATCH])
+                copy_cpu.append(time.thread_time() - started)
+                copy_wall.append(time.perf_counter() - wall)
+            results[f"{name}, {COPY_BATCH} a batch: CPU here"] = min(copy_cpu)
+            results[f"{name}, {COPY_BATCH} a batch: wall"] = min(copy_wall)
     finally:
         backend.close()
-    results[f"COPY + insert, {COPY_BATCH} a batch: CPU here"] = min(copy_cpu)
-    results[f"COPY + insert, {COPY_BATCH} a batch: wall"] = min(copy_wall)
     return {name: seconds * 1e6 / messages for name, seconds in results.items()}
 
 
