@@ -16,7 +16,7 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	scripts/ensure-services
-	scripts/ensure-chromium
+	scripts/ensure-test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -33,5 +33,5 @@ format: $(INSTALLED)
 
 bench: $(INSTALLED)
 	scripts/ensure-services
-	scripts/ensure-chromium
+	scripts/ensure-test-tools
 	for bench in bench/*.py; do $(BIN)/python $$bench || exit 1; done

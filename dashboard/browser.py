@@ -1,6 +1,6 @@
 """Headless Chromium for the dashboard's browser tests and benchmark.
 
-Always Debian's `/usr/bin/chromium` (`scripts/ensure-chromium` installs it), driven by
+Always Debian's `/usr/bin/chromium` (`scripts/ensure-test-tools` installs it), driven by
 Playwright; never a browser Playwright downloads.
 """
 
@@ -28,7 +28,7 @@ FLAGS = [
 def missing() -> str:
     """Why no browser can be started here, or ''."""
     if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing: run scripts/ensure-chromium (apt-get install -y chromium)"
+        return f"{CHROMIUM} is missing: run scripts/ensure-test-tools (apt-get install -y chromium)"
     return ""
 
 
