@@ -18,9 +18,14 @@ The sink commits in groups (collectors.storage.sink): at 1,000 messages/s each t
 mostly committed on its own as it arrives; at full speed batches grow with the backlog.
 The throughput part prints the sink's rows per batch, to show which of the two it saw.
 The latency part also prints where a row's time goes: receive, wait, write (see latency()).
-Before it the trade tables are vacuumed and a checkpoint written (benchdb.settle): otherwise
-it measures the autovacuum of the full-speed part's rows (in one run here: p99 18.3 ms
-without this step, 3.8 ms with it), not a collector at 1,000 messages/s.
+After the full-speed part the trade tables are vacuumed and a checkpoint written
+(benchdb.settle): otherwise the latency part measures the autovacuum of the full-speed
+part's rows (in one run here: p99 18.3 ms without this step, 3.8 ms with it), not a
+collector at 1,000 messages/s. With --only latency the tables start empty and are left
+as they are: an ANALYZE of the empty key table would tell the planner it stays empty, and
+it then looks up each trade's key by scanning the whole table, slower with every row
+stored (here from 0.4 to 1.4 ms of server CPU a statement within a minute; p50 2.6-5.0 ms
+in such runs).
 """
 
 import argparse
@@ -243,7 +248,8 @@ def main() -> None:
                 shown = f"{value:,.0f}" if isinstance(value, float) else value
                 print(f"  {name}: {shown}")
         if args.only in (None, "latency"):
-            settle(DB_NAME)  # the full-speed part's rows: vacuumed before, not during
+            if args.only is None:
+                settle(DB_NAME)  # the full-speed part's rows: vacuumed before, not during
             print("latency at 1,000 messages/s (simulator send -> committed row):")
             for name, value in latency(args.seconds, 1000, args.exchange).items():
                 values = value if isinstance(value, tuple) else (value,)
