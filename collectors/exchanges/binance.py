@@ -55,6 +55,7 @@ from collectors.exchanges.orderbook import OrderBook, parse_levels
 from collectors.exchanges.parsing import (
     describe_error,
     item_error,
+    json_object,
     ms_time,
     price,
     size_or_zero,
@@ -349,12 +350,7 @@ class BinanceSession(ExchangeSession):
 
     def handle(self, frame: str | bytes) -> Handled:
         self.received, self.frame_bytes = self.bounds.clock(), len(frame)
-        try:
-            message = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            raise FrameError(f"not JSON: {snippet(frame)}") from None
-        if type(message) is not dict:
-            raise FrameError(f"not a JSON object: {snippet(frame)}")
+        message = json_object(frame)
         data = message.get("data")
         if type(data) is dict:
             handler = self._handlers.get(message.get("stream"))

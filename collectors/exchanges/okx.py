@@ -47,6 +47,7 @@ from collectors.exchanges.parsing import (
     bounded_time,
     describe_error,
     item_error,
+    json_object,
     optional_int,
     price,
     snippet,
@@ -220,12 +221,7 @@ def subscription_frame(op: str, args: list[dict] | tuple[dict, ...]) -> str:
 def okx_frame(frame: str | bytes) -> tuple[dict, Any, list | None]:
     """(message, arg, data) of an OKX frame: data None for an event, whose "event" is a
     string; a push has an arg object and a data list. FrameError for anything else."""
-    try:
-        message = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        raise FrameError(f"not JSON: {snippet(frame)}") from None
-    if type(message) is not dict:
-        raise FrameError(f"not a JSON object: {snippet(frame)}")
+    message = json_object(frame)
     data = message.get("data")
     if data is None:
         if type(message.get("event")) is not str:

@@ -8,8 +8,11 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from collectors import bounds
 from collectors.bounds import Bounds
+from collectors.exchanges.base import FrameError
 from collectors.times import from_epoch_ms
 
 SNIPPET = 80  # characters of a bad frame quoted in an error
@@ -118,3 +121,14 @@ def snippet(value: Any) -> str:
     elif not isinstance(value, str):
         value = repr(value)
     return repr(value[:SNIPPET]) + ("..." if len(value) > SNIPPET else "")
+
+
+def json_object(frame: str | bytes) -> dict:
+    """A frame parsed as a JSON object; FrameError, quoting it (bounded), when it is not."""
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise FrameError(f"not JSON: {snippet(frame)}") from None
+    if type(message) is not dict:
+        raise FrameError(f"not a JSON object: {snippet(frame)}")
+    return message
