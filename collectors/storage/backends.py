@@ -106,14 +106,6 @@ def small_batch_statement(trades: int, market: int) -> str:
     )
 
 
-def is_stored_trade_error(error: Exception) -> bool:
-    """A unique violation of the trade key: some trade of the batch is stored already."""
-    diag = getattr(error, "diag", None)
-    return isinstance(error, psycopg.errors.UniqueViolation) and (
-        diag is None or diag.constraint_name in (None, TRADE_KEY_CONSTRAINT)
-    )
-
-
 # A spill file is recorded in the transaction that writes its rows, so a replay the
 # process could not finish (the file not yet deleted) is never written a second time.
 RECORD_REPLAY = """
@@ -196,7 +188,8 @@ class PostgresBackend:
                 for row in trades:
                     copy.write_row(row)
         except psycopg.errors.UniqueViolation as error:
-            if is_stored_trade_error(error):
+            # The trade key's violation: some trade of the batch is stored already.
+            if error.diag.constraint_name in (None, TRADE_KEY_CONSTRAINT):
                 self._stage_until = time.monotonic() + STAGE_AFTER_DUPLICATE_SECONDS
             raise
         return len(trades)
