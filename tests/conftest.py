@@ -87,3 +87,13 @@ def sink(tmp_path):
     storage.start()
     yield storage
     storage.stop()
+
+
+@pytest.fixture
+def staff_client(client, django_user_model):
+    """Django's test client, signed in as a superuser."""
+    user = django_user_model.objects.create_user(
+        "operator", password="a-long-password", is_staff=True, is_superuser=True
+    )
+    client.force_login(user)
+    return client

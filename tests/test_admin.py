@@ -24,15 +24,6 @@ MODELS = [
 
 
 @pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_user(
-        "operator", password="a-long-password", is_staff=True, is_superuser=True
-    )
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def some_data():
     exchange = Exchange.objects.create(
         name="okx", public_ws_url="wss://ws.okx.com:8443/ws/v5/public"

@@ -6,7 +6,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -19,15 +18,6 @@ pytestmark = pytest.mark.django_db
 
 BIG_TABLES = ("raw_trades", "market_data", "candles")
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_user(
-        "operator", password="a-long-password", is_staff=True, is_superuser=True
-    )
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ trading-pairs list with each stream's message rate and the age of its last messa
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from collectors.hosting import leases
@@ -12,15 +11,6 @@ from collectors.hosting.heartbeat import Heartbeat, publish, utc_now
 from collectors.models import Exchange, TradingPair
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    user = get_user_model().objects.create_user(
-        "operator", password="a-long-password", is_staff=True, is_superuser=True
-    )
-    client.force_login(user)
-    return client
 
 
 def test_the_admin_is_called_tcp_dashboard(staff_client):

@@ -91,15 +91,6 @@ def test_an_exchange_that_does_not_answer_leaves_the_symbols_unchecked_and_says_
     assert "refused" in check.unchecked.lower()
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    user = django_user_model.objects.create_user(
-        "operator", password="a-long-password", is_staff=True, is_superuser=True
-    )
-    client.force_login(user)
-    return client
-
-
 def add_pair_form(exchange, symbol):
     return {
         "exchange": exchange.pk,
