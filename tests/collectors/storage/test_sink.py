@@ -13,7 +13,11 @@ import pytest
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
-from collectors.storage.backends import SMALL_BATCH_ROWS, postgres_connection_params
+from collectors.storage.backends import (
+    SMALL_BATCH_ROWS,
+    PostgresBackend,
+    postgres_connection_params,
+)
 from collectors.storage.rows import point_to_row
 from collectors.storage.sink import SpillDirectoryBusy, StorageSink
 from collectors.storage.spill import list_spill_files
@@ -230,6 +234,45 @@ def test_an_idle_sink_commits_a_single_trade_without_waiting_for_the_flush_inter
     # Well before the 30 s interval: the interval is a ceiling, not a wait.
     wait_until(lambda: RawTrade.objects.count() == 1, timeout=10, message="the commit")
     assert sink.stats()["batches"] == 1
+
+
+def key_table_scans(conn: psycopg.Connection) -> int:
+    """Whole-table scans of raw_trade_keys so far, with every session's counts flushed."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'raw_trade_keys'"
+    ).fetchone()
+    return row[0]
+
+
+def test_a_sink_started_on_an_empty_key_table_looks_up_keys_by_index_once_it_has_grown(database):
+    """A generic plan made while the key table was empty scans the whole table for every
+    trade; the sink's connection plans each execution for the table as it is now."""
+    params = postgres_connection_params(database, "plans")
+    with psycopg.connect(**params, autocommit=True) as other:
+        other.execute("ANALYZE raw_trade_keys")  # the statistics say: empty
+        backend = PostgresBackend(database, "plans")
+        backend.connect()
+        try:
+            # psycopg prepares a statement at its 6th run, the server makes a generic plan
+            # at the 6th run of a prepared statement: 20 runs are past both.
+            for n in range(20):
+                assert backend.write_batch([point_to_row(trade(n))], []) == 1
+            other.execute(
+                "INSERT INTO raw_trades (exchange, symbol, trade_id, price, size, side,"
+                " timestamp) SELECT 'okx', 'ETH-USDT', g::text, 1, 1, 'buy', %s"
+                " FROM generate_series(1, 20000) g",
+                [T0],
+            )
+            backend._conn.execute("SELECT pg_stat_force_next_flush()")
+            before = key_table_scans(other)
+            for n in range(20, 30):
+                assert backend.write_batch([point_to_row(trade(n))], []) == 1
+            backend._conn.execute("SELECT pg_stat_force_next_flush()")
+            assert key_table_scans(other) == before
+        finally:
+            backend.close()
+    assert RawTrade.objects.filter(symbol="BTC-USDT").count() == 30
 
 
 def waiting_on_a_lock(application_name: str) -> bool:
