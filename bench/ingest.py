@@ -21,11 +21,8 @@ The latency part also prints where a row's time goes: receive, wait, write (see 
 After the full-speed part the trade tables are vacuumed and a checkpoint written
 (benchdb.settle): otherwise the latency part measures the autovacuum of the full-speed
 part's rows (in one run here: p99 18.3 ms without this step, 3.8 ms with it), not a
-collector at 1,000 messages/s. With --only latency the tables start empty and are left
-as they are: an ANALYZE of the empty key table would tell the planner it stays empty, and
-it then looks up each trade's key by scanning the whole table, slower with every row
-stored (here from 0.4 to 1.4 ms of server CPU a statement within a minute; p50 2.6-5.0 ms
-in such runs).
+collector at 1,000 messages/s. With --only latency the tables start empty, as on a new
+install.
 """
 
 import argparse
