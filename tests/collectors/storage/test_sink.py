@@ -236,10 +236,12 @@ def test_an_idle_sink_commits_a_single_trade_without_waiting_for_the_flush_inter
     assert sink.stats()["batches"] == 1
 
 
-def key_table_scans(conn: psycopg.Connection) -> int:
-    """Whole-table scans of raw_trade_keys so far, with every session's counts flushed."""
-    conn.execute("SELECT pg_stat_clear_snapshot()")
-    row = conn.execute(
+def key_table_scans(writer: psycopg.Connection, reader: psycopg.Connection) -> int:
+    """Whole-table scans of raw_trade_keys so far, the writer's own counted, as `reader`
+    sees them (each session hands its counts to the server only now and then)."""
+    writer.execute("SELECT pg_stat_force_next_flush()")
+    reader.execute("SELECT pg_stat_clear_snapshot()")
+    row = reader.execute(
         "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'raw_trade_keys'"
     ).fetchone()
     return row[0]
@@ -264,12 +266,10 @@ def test_a_sink_started_on_an_empty_key_table_looks_up_keys_by_index_once_it_has
                 " FROM generate_series(1, 20000) g",
                 [T0],
             )
-            backend._conn.execute("SELECT pg_stat_force_next_flush()")
-            before = key_table_scans(other)
+            before = key_table_scans(backend._conn, other)
             for n in range(20, 30):
                 assert backend.write_batch([point_to_row(trade(n))], []) == 1
-            backend._conn.execute("SELECT pg_stat_force_next_flush()")
-            assert key_table_scans(other) == before
+            assert key_table_scans(backend._conn, other) == before
         finally:
             backend.close()
     assert RawTrade.objects.filter(symbol="BTC-USDT").count() == 30
